@@ -1,0 +1,213 @@
+// Package server assembles the control plane: it starts the embedded etcd or
+// connects to an external one, builds the store and the API, serves them, and
+// shuts everything down in order. It holds wiring and lifecycle only; every
+// behaviour lives in the component packages.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/sluice/sluice/internal/apiserver"
+	"github.com/sluice/sluice/internal/auth"
+	"github.com/sluice/sluice/internal/resource"
+	"github.com/sluice/sluice/internal/store"
+)
+
+// Config is what `sluice server` is told by its flags.
+type Config struct {
+	DataDir  string
+	HTTPAddr string
+	// EtcdEndpoints selects an external etcd cluster; empty runs the embedded one.
+	EtcdEndpoints  []string
+	EtcdClientAddr string
+	EtcdPeerAddr   string
+	// TokenFile enables bearer-token authentication.
+	TokenFile string
+	// Insecure allows serving a non-loopback address without tokens.
+	Insecure         bool
+	MaxBodyBytes     int64
+	BookmarkInterval time.Duration
+	CompactInterval  time.Duration
+	DefragInterval   time.Duration
+	DefragThreshold  int64
+	ShutdownTimeout  time.Duration
+	Logger           *slog.Logger
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
+
+	mu       sync.Mutex // guards httpAddr
+	httpAddr string
+}
+
+// New returns a server; Run starts it.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+}
+
+// Ready is closed once the API serves.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// HTTPAddr is the address the API listens on, once Ready.
+func (s *Server) HTTPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpAddr
+}
+
+// CheckListenAddr refuses to serve a non-loopback address without
+// authentication unless insecure is set.
+func CheckListenAddr(addr string, haveTokens, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %q: %w", addr, err)
+	}
+	if haveTokens || insecure || isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve the API on %s without authentication: anyone who can reach it could change routing. "+
+		"Pass --token-file with admin/read tokens, or --insecure to accept unauthenticated access from the network", addr)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run serves until ctx ends, then shuts down gracefully: in-flight requests
+// finish, watch streams end, etcd closes.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.cfg
+	var tokens *auth.Tokens
+	if cfg.TokenFile != "" {
+		var err error
+		if tokens, err = auth.LoadFile(cfg.TokenFile); err != nil {
+			return err
+		}
+	}
+	if err := CheckListenAddr(cfg.HTTPAddr, tokens != nil, cfg.Insecure); err != nil {
+		return err
+	}
+	if tokens == nil && !isLoopbackAddr(cfg.HTTPAddr) {
+		s.log.Warn("serving the API on a network address without authentication (--insecure)", "addr", cfg.HTTPAddr)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-addr: %w", err)
+	}
+	defer ln.Close()
+
+	endpoints := cfg.EtcdEndpoints
+	embedded := len(endpoints) == 0
+	if embedded {
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		etcd, err := store.StartEmbedded(ctx, store.EmbedConfig{
+			Dir: filepath.Join(dir, "etcd"), ClientAddr: cfg.EtcdClientAddr, PeerAddr: cfg.EtcdPeerAddr, Logger: s.log,
+		})
+		if err != nil {
+			return err
+		}
+		defer etcd.Close()
+		endpoints = []string{etcd.Endpoint()}
+		s.log.Info("embedded etcd started", "data_dir", dir, "client", etcd.Endpoint())
+	}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer client.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := store.New(client, resource.Builtin(), store.Options{
+		Logger: s.log.With("component", "store"), BookmarkInterval: cfg.BookmarkInterval, Registerer: reg,
+	})
+	api := apiserver.New(apiserver.Config{
+		Store: st, Tokens: tokens, MaxBodyBytes: cfg.MaxBodyBytes, Logger: s.log.With("component", "apiserver"),
+		Registerer: reg,
+		// etcd registers its own metrics with the default registry.
+		Gatherer: prometheus.Gatherers{reg, prometheus.DefaultGatherer},
+	})
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { st.Run(bg) })
+	maint := store.MaintenanceOptions{CompactInterval: cfg.CompactInterval}
+	if embedded {
+		// Defragmenting blocks the member; do it only to an etcd we own.
+		maint.DefragInterval, maint.DefragThreshold = cfg.DefragInterval, cfg.DefragThreshold
+	}
+	wg.Go(func() { st.RunMaintenance(bg, maint) })
+
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(api.CloseWatches)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	s.mu.Lock()
+	s.httpAddr = ln.Addr().String()
+	s.mu.Unlock()
+	s.log.Info("sluice server serving", "http", "http://"+ln.Addr().String(), "etcd", endpoints, "auth", tokens != nil)
+	close(s.ready)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		stopBG()
+		wg.Wait()
+		return fmt.Errorf("http server: %w", err)
+	}
+	s.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	stopBG()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && isLoopback(host)
+}
