@@ -223,3 +223,21 @@ var (
 		validate:  func(o Object) field.ErrorList { return validateGRPCRoute(o.(*gatewayv1.GRPCRoute)) },
 	}
 )
+
+// APIResource describes one kind in discovery (GET /apis).
+type APIResource struct {
+	Group        string   `json:"group"`
+	Version      string   `json:"version"`
+	Kind         string   `json:"kind"`
+	Plural       string   `json:"plural"`
+	Singular     string   `json:"singular"`
+	ShortNames   []string `json:"shortNames,omitempty"`
+	Namespaced   bool     `json:"namespaced"`
+	Subresources []string `json:"subresources,omitempty"`
+}
+
+// Discovery is the body of GET /apis: every kind the server serves, so that
+// clients such as the CLI resolve kind names without a built-in list.
+type Discovery struct {
+	Resources []APIResource `json:"resources"`
+}
