@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -118,7 +119,8 @@ type Etcd struct {
 // both closed at cleanup.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
-	dir := t.TempDir()
+	// etcd wants to create its data directory itself, private to this user.
+	dir := filepath.Join(t.TempDir(), "etcd")
 	e, err := store.StartEmbedded(context.Background(), store.EmbedConfig{Dir: dir, Logger: Logger()})
 	if err != nil {
 		t.Fatal(err)
