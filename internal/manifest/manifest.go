@@ -29,7 +29,8 @@ type Document struct {
 	// Index is the document's 0-based position among the non-empty
 	// documents of its source.
 	Index int
-	// Line is the 1-based line of the source the document starts on.
+	// Line is the 1-based line of the source the document starts on: its
+	// "---" separator, if it has one.
 	Line int
 	// Object is the decoded document.
 	Object *unstructured.Unstructured
