@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ func completeKindAndNames(maxNames int) cobra.CompletionFunc {
 			for _, k := range ks {
 				candidates = append(candidates, k.Plural)
 			}
+			sort.Strings(candidates)
 		} else {
 			k, err := ks.byName(args[0])
 			if err != nil {
