@@ -43,6 +43,20 @@ func newClient(cmd *cobra.Command) (*client.Client, error) {
 	return client.New(server, token)
 }
 
+// clientAndKind returns a client of the server and the kind a KIND argument names.
+func clientAndKind(cmd *cobra.Command, name string) (*client.Client, resource.APIResource, error) {
+	c, err := newClient(cmd)
+	if err != nil {
+		return nil, resource.APIResource{}, err
+	}
+	ks, err := discoverKinds(cmd.Context(), c)
+	if err != nil {
+		return nil, resource.APIResource{}, err
+	}
+	k, err := ks.byName(name)
+	return c, k, err
+}
+
 // kinds are the kinds a server serves, as its discovery lists them.
 type kinds []resource.APIResource
 

@@ -34,32 +34,9 @@ func newDeleteCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var targets []target
-			if len(files) > 0 {
-				docs, err := readManifests(cmd, files)
-				if err != nil {
-					return err
-				}
-				var problems []string
-				for _, d := range docs {
-					t, err := targetOf(ks, d, namespace, cmd.Flags().Changed("namespace"))
-					if err != nil {
-						problems = append(problems, fmt.Sprintf("%s: %v", d, err))
-						continue
-					}
-					targets = append(targets, t)
-				}
-				if len(problems) > 0 {
-					return fmt.Errorf("nothing was deleted:\n%s", strings.Join(problems, "\n"))
-				}
-			} else {
-				k, err := ks.byName(args[0])
-				if err != nil {
-					return err
-				}
-				for _, name := range args[1:] {
-					targets = append(targets, target{kind: k, namespace: namespace, name: name})
-				}
+			targets, err := deleteTargets(cmd, ks, files, args, namespace)
+			if err != nil {
+				return err
 			}
 			var errs []error
 			for _, t := range targets {
@@ -76,4 +53,37 @@ func newDeleteCommand() *cobra.Command {
 	addNamespaceFlag(cmd.Flags(), &namespace)
 	addFilenameFlag(cmd, &files, "delete")
 	return cmd
+}
+
+// deleteTargets resolves what to delete: the objects of the manifests, or
+// the objects named on the command line.
+func deleteTargets(cmd *cobra.Command, ks kinds, files, args []string, namespace string) ([]target, error) {
+	var targets []target
+	if len(files) == 0 {
+		k, err := ks.byName(args[0])
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range args[1:] {
+			targets = append(targets, target{kind: k, namespace: namespace, name: name})
+		}
+		return targets, nil
+	}
+	docs, err := readManifests(cmd, files)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, d := range docs {
+		t, err := targetOf(ks, d, namespace, cmd.Flags().Changed("namespace"))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", d, err))
+			continue
+		}
+		targets = append(targets, t)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("nothing was deleted:\n%s", strings.Join(problems, "\n"))
+	}
+	return targets, nil
 }

@@ -18,15 +18,7 @@ func newDescribeCommand() *cobra.Command {
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeKindAndNames(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			ks, err := discoverKinds(cmd.Context(), c)
-			if err != nil {
-				return err
-			}
-			k, err := ks.byName(args[0])
+			c, k, err := clientAndKind(cmd, args[0])
 			if err != nil {
 				return err
 			}

@@ -32,15 +32,7 @@ func newGetCommand() *cobra.Command {
 			if len(args) == 2 && (all || selector != "") {
 				return errors.New("a NAME cannot be combined with -A or -l")
 			}
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			ks, err := discoverKinds(cmd.Context(), c)
-			if err != nil {
-				return err
-			}
-			k, err := ks.byName(args[0])
+			c, k, err := clientAndKind(cmd, args[0])
 			if err != nil {
 				return err
 			}

@@ -31,15 +31,7 @@ expired, the objects are listed again and the difference is printed.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeKindAndNames(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			ks, err := discoverKinds(cmd.Context(), c)
-			if err != nil {
-				return err
-			}
-			k, err := ks.byName(args[0])
+			c, k, err := clientAndKind(cmd, args[0])
 			if err != nil {
 				return err
 			}
