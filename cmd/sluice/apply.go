@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -218,11 +217,7 @@ func problemsOf(t target, err error) []string {
 			lines[i] = fmt.Sprintf("%s: %s: %s", t.doc, t, c.Reason)
 			continue
 		}
-		reason := c.Reason
-		if strings.HasSuffix(c.Field, ".true") || strings.HasSuffix(c.Field, ".false") {
-			reason += ` (YAML reads a bare on, off, yes or no as a boolean: quote the key, as in "on":)`
-		}
-		lines[i] = fmt.Sprintf("%s: %s: %s: %s", t.doc, t, c.Field, reason)
+		lines[i] = fmt.Sprintf("%s: %s: %s: %s", t.doc, t, c.Field, c.Reason)
 	}
 	return lines
 }

@@ -39,6 +39,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&cfg.TokenFile, "token-file", "", "file of API bearer tokens, one \"token,role[,name]\" per line (role admin or read)")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "allow serving a non-loopback --http-addr without --token-file")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", apiserver.DefaultMaxBodyBytes, "largest request body the API accepts")
+	f.DurationVar(&cfg.RequestTimeout, "request-timeout", apiserver.DefaultRequestTimeout, "longest an API request other than a watch may take")
 	f.DurationVar(&cfg.BookmarkInterval, "watch-bookmark-interval", defaultBookmarkInterval, "how often watch streams receive a BOOKMARK")
 	f.DurationVar(&cfg.CompactInterval, "compact-interval", defaultCompactInterval, "compact etcd history older than this, this often (0 disables)")
 	f.DurationVar(&cfg.DefragInterval, "defrag-interval", defaultDefragInterval, "check the embedded etcd for space to reclaim this often (0 disables)")

@@ -27,8 +27,11 @@ import (
 	"github.com/sluice/sluice/internal/store"
 )
 
-// DefaultMaxBodyBytes is the default request body limit.
-const DefaultMaxBodyBytes = 3 << 20
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes   = 3 << 20
+	DefaultRequestTimeout = 60 * time.Second
+)
 
 // Config configures the API server.
 type Config struct {
@@ -37,7 +40,10 @@ type Config struct {
 	Tokens *auth.Tokens
 	// MaxBodyBytes bounds request bodies (default 3 MiB); larger ones get 413.
 	MaxBodyBytes int64
-	Logger       *slog.Logger
+	// RequestTimeout bounds every request but watches (default 60s), so that
+	// an unreachable etcd answers 503 instead of holding the request forever.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
 	// Registerer receives the API metrics; Gatherer serves /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
@@ -48,6 +54,7 @@ type Server struct {
 	store   *store.Store
 	tokens  *auth.Tokens
 	maxBody int64
+	timeout time.Duration
 	log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -63,6 +70,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,6 +83,7 @@ func New(cfg Config) *Server {
 		store:   cfg.Store,
 		tokens:  cfg.Tokens,
 		maxBody: cfg.MaxBodyBytes,
+		timeout: cfg.RequestTimeout,
 		log:     cfg.Logger,
 		metrics: newMetrics(cfg.Registerer),
 	}
@@ -147,7 +158,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, fmt.Errorf("%w: %s has role %s, which cannot %s", resource.ErrForbidden, id.Name, id.Role, r.Method))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+		ctx := context.WithValue(r.Context(), identityKey{}, id)
+		if !isWatchRequest(r) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.timeout)
+			defer cancel()
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -128,6 +128,8 @@ func (e *InvalidError) Causes() []Cause {
 
 func reasonOf(fe *field.Error) string {
 	switch {
+	case fe.Type == field.ErrorTypeNotSupported:
+		return fmt.Sprintf("unsupported value %q: %s", fmt.Sprint(fe.BadValue), strings.Replace(fe.Detail, "supported values", "must be one of", 1))
 	case fe.Detail != "":
 		return fe.Detail
 	case fe.Type == field.ErrorTypeRequired:

@@ -286,12 +286,12 @@ type Retry struct {
 	Attempts int32 `json:"attempts"`
 	// PerTryTimeout bounds each try.
 	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
-	// On lists the conditions that trigger a retry, in Envoy's vocabulary
+	// RetryOn lists the conditions that trigger a retry, in Envoy's vocabulary
 	// (5xx, gateway-error, reset, connect-failure, retriable-4xx,
 	// refused-stream, retriable-status-codes, cancelled, deadline-exceeded,
 	// internal, resource-exhausted, unavailable). Default: connect-failure,
 	// refused-stream, unavailable.
-	On []string `json:"on,omitempty"`
+	RetryOn []string `json:"retryOn,omitempty"`
 	// Backoff is the base interval between tries.
 	Backoff *metav1.Duration `json:"backoff,omitempty"`
 }

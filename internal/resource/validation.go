@@ -242,7 +242,7 @@ func validateEndpointStatus(e *Endpoint) field.ErrorList {
 	return oneOf(field.NewPath("status", "health"), e.Status.Health, HealthHealthy, HealthUnhealthy, HealthUnknown)
 }
 
-// retryOn is the vocabulary of BackendPolicy.spec.retry.on (Envoy's retry_on).
+// retryOn is the vocabulary of BackendPolicy.spec.retry.retryOn (Envoy's retry_on).
 var retryOn = []string{
 	"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
 	"retriable-status-codes", "cancelled", "deadline-exceeded", "internal",
@@ -258,8 +258,8 @@ func defaultBackendPolicy(b *BackendPolicy) {
 	if lb := b.Spec.LoadBalancer; lb != nil && lb.Type == "" {
 		lb.Type = LoadBalancerRoundRobin
 	}
-	if r := b.Spec.Retry; r != nil && len(r.On) == 0 {
-		r.On = []string{"connect-failure", "refused-stream", "unavailable"}
+	if r := b.Spec.Retry; r != nil && len(r.RetryOn) == 0 {
+		r.RetryOn = []string{"connect-failure", "refused-stream", "unavailable"}
 	}
 	if o := b.Spec.OutlierDetection; o != nil {
 		if o.Consecutive5xx == 0 {
@@ -328,8 +328,8 @@ func validateBackendPolicy(b *BackendPolicy) field.ErrorList {
 		}
 		errs = append(errs, positiveDuration(rp.Child("perTryTimeout"), r.PerTryTimeout)...)
 		errs = append(errs, positiveDuration(rp.Child("backoff"), r.Backoff)...)
-		for i, on := range r.On {
-			errs = append(errs, oneOf(rp.Child("on").Index(i), on, retryOn...)...)
+		for i, on := range r.RetryOn {
+			errs = append(errs, oneOf(rp.Child("retryOn").Index(i), on, retryOn...)...)
 		}
 	}
 	if c := b.Spec.CircuitBreaker; c != nil {

@@ -441,8 +441,8 @@ func (in *Retry) DeepCopyInto(out *Retry) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
-	if in.On != nil {
-		in, out := &in.On, &out.On
+	if in.RetryOn != nil {
+		in, out := &in.RetryOn, &out.RetryOn
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -40,6 +39,7 @@ type Config struct {
 	// Insecure allows serving a non-loopback address without tokens.
 	Insecure         bool
 	MaxBodyBytes     int64
+	RequestTimeout   time.Duration
 	BookmarkInterval time.Duration
 	CompactInterval  time.Duration
 	DefragInterval   time.Duration
@@ -154,13 +154,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer client.Close()
 
+	// Sluice's metrics go to a registry of this server's own; the default
+	// registry already holds the Go and process collectors and etcd's metrics.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st := store.New(client, resource.Builtin(), store.Options{
 		Logger: s.log.With("component", "store"), BookmarkInterval: cfg.BookmarkInterval, Registerer: reg,
 	})
 	api := apiserver.New(apiserver.Config{
-		Store: st, Tokens: tokens, MaxBodyBytes: cfg.MaxBodyBytes, Logger: s.log.With("component", "apiserver"),
+		Store: st, Tokens: tokens, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout, Logger: s.log.With("component", "apiserver"),
 		Registerer: reg,
 		// etcd registers its own metrics with the default registry.
 		Gatherer: prometheus.Gatherers{reg, prometheus.DefaultGatherer},

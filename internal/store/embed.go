@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,8 +28,9 @@ type EmbedConfig struct {
 
 // Embedded is an etcd server running inside this process.
 type Embedded struct {
-	etcd    *embed.Etcd
-	closing atomic.Bool
+	etcd      *embed.Etcd
+	closing   atomic.Bool
+	closeOnce sync.Once
 }
 
 // StartEmbedded starts a single-member etcd on loopback and waits until it
@@ -98,10 +100,13 @@ func loopbackURL(flag, addr string) (*url.URL, error) {
 // Endpoint is the client address to dial.
 func (e *Embedded) Endpoint() string { return e.etcd.Clients[0].Addr().String() }
 
-// Close stops etcd; it returns once the data is flushed and the ports closed.
+// Close stops etcd; it returns once the data is flushed and the ports
+// closed. Closing twice does nothing.
 func (e *Embedded) Close() {
-	e.closing.Store(true)
-	e.etcd.Close()
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		e.etcd.Close()
+	})
 }
 
 // slogCore sends etcd's zap logs to slog. While etcd closes, its listeners

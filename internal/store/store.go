@@ -159,7 +159,7 @@ func (s *Store) get(ctx context.Context, k *resource.Kind, namespace, name strin
 // etcdError wraps an etcd failure; an unreachable or timed-out etcd is
 // ErrUnavailable so the API answers 503 rather than 500.
 func etcdError(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	return fmt.Errorf("store: %s: %w: %w", op, resource.ErrUnavailable, err)
