@@ -260,8 +260,8 @@ spec: {parentRefs: [{name: edge}], rules: [{backendRefs: [{name: a, port: 80}]}]
 	out, _ := yaml.Marshal(route)
 	for _, want := range []string{
 		"group: gateway.networking.k8s.io\n    kind: Gateway", // parentRef defaults
-		"type: PathPrefix\n        value: /",                // match defaults
-		"group: \"\"\n      kind: Service",                   // backendRef defaults
+		"type: PathPrefix\n        value: /",                  // match defaults
+		"group: \"\"\n      kind: Service",                    // backendRef defaults
 		"weight: 1",
 	} {
 		if !strings.Contains(string(out), want) {
