@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serverURLRE finds the API URL in the server's "serving" log line, text or JSON.
+var serverURLRE = regexp.MustCompile(`sluice server serving.*?\bhttp"?[=:]"?(http://[0-9.:]+)`)
+
+// startServerBinary runs `sluice server` as a child process and returns it
+// with its API URL once it serves.
+func startServerBinary(t *testing.T, env []string, args ...string) (*background, string) {
+	t.Helper()
+	c := &cli{t: t, env: env}
+	b := c.start(append([]string{"server"}, args...)...)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := serverURLRE.FindStringSubmatch(b.stderr.String()); m != nil {
+			return b, m[1]
+		}
+		select {
+		case err := <-b.done:
+			t.Fatalf("sluice server exited: %v\n%s", err, b.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("sluice server not serving after 30s:\n%s", b.stderr)
+	return nil, ""
+}
+
+// stop sends sig and expects the process to exit 0 soon.
+func (b *background) stop(sig os.Signal) {
+	b.t.Helper()
+	if err := b.cmd.Process.Signal(sig); err != nil {
+		b.t.Fatal(err)
+	}
+	select {
+	case err := <-b.done:
+		if err != nil {
+			b.t.Fatalf("after %v: %v, want exit 0; stderr:\n%s", sig, err, b.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		b.t.Fatalf("no exit within 15s of %v; stderr:\n%s", sig, b.stderr)
+	}
+}
+
+// TestServerBinaryShutsDownGracefullyAndKeepsData runs the real `sluice
+// server`, applies the examples, stops it with SIGTERM while a watch is
+// open, and starts it again on the same data dir.
+func TestServerBinaryShutsDownGracefullyAndKeepsData(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	srv, url := startServerBinary(t, nil, "--data-dir", dir, "--http-addr", "127.0.0.1:0")
+	c := &cli{t: t, server: url}
+	c.ok("apply", "-f", examples())
+	before := c.ok("get", "svc", "-o", "json")
+
+	watch := c.start("watch", "svc")
+	watch.expect(`ADDED\s+service/greeter\b`, `ADDED\s+service/greeter-v1\b`, `ADDED\s+service/greeter-v2\b`)
+	start := time.Now()
+	srv.stop(syscall.SIGTERM)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("graceful shutdown took %v with a watch open", d)
+	}
+	for _, want := range []string{"shutting down", "stopped"} {
+		if !strings.Contains(srv.stderr.String(), want) {
+			t.Errorf("server log lacks %q:\n%s", want, srv.stderr)
+		}
+	}
+	watch.interrupt()
+
+	srv2, url2 := startServerBinary(t, nil, "--data-dir", dir, "--http-addr", "127.0.0.1:0")
+	c2 := &cli{t: t, server: url2}
+	if after := c2.ok("get", "svc", "-o", "json"); after != before {
+		t.Errorf("data changed across a restart:\nbefore %s\nafter %s", before, after)
+	}
+	srv2.stop(os.Interrupt)
+}
+
+func TestServerBinaryFlagsFromEnvironment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "from-env")
+	srv, url := startServerBinary(t, []string{"SLUICE_DATA_DIR=" + dir, "SLUICE_HTTP_ADDR=127.0.0.1:0", "SLUICE_LOG_FORMAT=json"})
+	if _, err := os.Stat(filepath.Join(dir, "etcd")); err != nil {
+		t.Errorf("SLUICE_DATA_DIR not used: %v", err)
+	}
+	if !strings.Contains(srv.stderr.String(), `"msg":"sluice server serving"`) {
+		t.Errorf("SLUICE_LOG_FORMAT=json not used:\n%s", srv.stderr)
+	}
+	(&cli{t: t, server: url}).ok("get", "svc")
+	srv.stop(syscall.SIGTERM)
+}
+
+func TestServerBinaryRefusesOpenNetworkAddress(t *testing.T) {
+	c := &cli{t: t}
+	r := c.fail([]string{"server", "--data-dir", filepath.Join(t.TempDir(), "d"), "--http-addr", "0.0.0.0:0"},
+		"refusing to serve the API on 0.0.0.0:0 without authentication", "--token-file", "--insecure")
+	if r.stdout != "" {
+		t.Errorf("stdout %q, want nothing", r.stdout)
+	}
+	c.fail([]string{"server", "--log-level", "loud"}, "--log-level")
+}
+
+func TestVersion(t *testing.T) {
+	out := (&cli{t: t}).ok("version")
+	if !regexp.MustCompile(`^sluice \S+ \(go1\.\d+`).MatchString(out) {
+		t.Errorf("version output %q", out)
+	}
+}
