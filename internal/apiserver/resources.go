@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -129,61 +130,30 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, list)
 }
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request) {
-	opts, err := writeOptions(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	_, obj, err := s.objectFromBody(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out, err := s.store.Create(r.Context(), obj, opts)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, http.StatusCreated, out)
-}
+// storeWrite is a store operation that writes one object.
+type storeWrite func(context.Context, resource.Object, store.WriteOptions) (resource.Object, error)
 
-func (s *Server) update(w http.ResponseWriter, r *http.Request) {
-	opts, err := writeOptions(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+// writer serves a request whose body is one object to write with op,
+// answering code with the stored object.
+func (s *Server) writer(code int, op storeWrite) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		opts, err := writeOptions(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		_, obj, err := s.objectFromBody(w, r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out, err := op(r.Context(), obj, opts)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, code, out)
 	}
-	_, obj, err := s.objectFromBody(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out, err := s.store.Update(r.Context(), obj, opts)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, http.StatusOK, out)
-}
-
-func (s *Server) updateStatus(w http.ResponseWriter, r *http.Request) {
-	opts, err := writeOptions(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	_, obj, err := s.objectFromBody(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out, err := s.store.UpdateStatus(r.Context(), obj, opts)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, http.StatusOK, out)
 }
 
 // ApplyContentType is the PATCH content type of server-side apply, as in

@@ -94,13 +94,13 @@ func New(cfg Config) *Server {
 		ns := prefix + "/namespaces/{namespace}/{plural}"
 		api.HandleFunc("GET "+prefix+"/{plural}", s.list)
 		api.HandleFunc("GET "+ns, s.list)
-		api.HandleFunc("POST "+ns, s.create)
+		api.HandleFunc("POST "+ns, s.writer(http.StatusCreated, s.store.Create))
 		api.HandleFunc("GET "+ns+"/{name}", s.get)
-		api.HandleFunc("PUT "+ns+"/{name}", s.update)
+		api.HandleFunc("PUT "+ns+"/{name}", s.writer(http.StatusOK, s.store.Update))
 		api.HandleFunc("PATCH "+ns+"/{name}", s.patch)
 		api.HandleFunc("DELETE "+ns+"/{name}", s.delete)
 		api.HandleFunc("GET "+ns+"/{name}/status", s.get)
-		api.HandleFunc("PUT "+ns+"/{name}/status", s.updateStatus)
+		api.HandleFunc("PUT "+ns+"/{name}/status", s.writer(http.StatusOK, s.store.UpdateStatus))
 	}
 	api.HandleFunc("GET /apis", s.discovery)
 	api.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
