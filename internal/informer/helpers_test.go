@@ -64,22 +64,26 @@ type env struct {
 	client *client.Client
 }
 
-// bookmarkInterval is short so that BOOKMARK events flow through every test.
+// bookmarkInterval is short so that BOOKMARK events flow through the tests.
 const bookmarkInterval = 100 * time.Millisecond
 
+// newStore returns a store over a new etcd, without bookmarks.
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
 	e := servertest.StartEtcd(t)
-	st := store.New(e.Client, resource.Builtin(), store.Options{BookmarkInterval: bookmarkInterval})
-	background(t, st.Run)
-	return st
+	return store.New(e.Client, resource.Builtin(), store.Options{BookmarkInterval: bookmarkInterval})
 }
 
+// newStoreEnv is a store that sends bookmarks, for the store source.
 func newStoreEnv(t *testing.T) *env {
 	t.Helper()
-	return &env{store: newStore(t)}
+	st := newStore(t)
+	background(t, st.Run)
+	return &env{store: st}
 }
 
+// newRESTEnv is a server over an etcd shared with a store, for the REST
+// source; the server's own store sends the bookmarks.
 func newRESTEnv(t *testing.T) *env {
 	t.Helper()
 	st := newStore(t)
@@ -156,18 +160,18 @@ func run(t *testing.T, inf *informer.Informer) {
 	waitFor(t, "the informer's first list", 10*time.Second, inf.HasSynced)
 }
 
-// probe wraps a source to count lists and watches, record the statuses of
-// ERROR events, and drop or hold watches on demand.
+// probe wraps a source to count lists and watches, record watch options and
+// the statuses of ERROR events, and drop or hold watches on demand.
 type probe struct {
 	informer.Source
 	lists   atomic.Int32
 	watches atomic.Int32
 
-	mu       sync.Mutex // guards current, held, statuses, opts
+	mu       sync.Mutex // guards current, held, opts, statuses
 	current  watch.Interface
 	held     chan struct{} // while not nil, new watches wait for it to close
-	statuses []metav1.Status
 	opts     []metav1.ListOptions
+	statuses []metav1.Status
 }
 
 func (p *probe) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -188,22 +192,45 @@ func (p *probe) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (
 			return nil, ctx.Err()
 		}
 	}
-	w, err := cache.ToListerWatcherWithContext(p.Source).WatchWithContext(ctx, opts)
+	inner, err := cache.ToListerWatcherWithContext(p.Source).WatchWithContext(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	w = watch.Filter(w, func(ev watch.Event) (watch.Event, bool) {
-		if st, ok := ev.Object.(*metav1.Status); ok {
-			p.mu.Lock()
-			p.statuses = append(p.statuses, *st)
-			p.mu.Unlock()
+	w := &tap{Interface: inner, out: make(chan watch.Event), stop: make(chan struct{})}
+	go func() {
+		defer close(w.out)
+		for ev := range inner.ResultChan() {
+			if st, ok := ev.Object.(*metav1.Status); ok {
+				p.mu.Lock()
+				p.statuses = append(p.statuses, *st)
+				p.mu.Unlock()
+			}
+			select {
+			case w.out <- ev:
+			case <-w.stop:
+				return
+			}
 		}
-		return ev, true
-	})
+	}()
 	p.mu.Lock()
 	p.current = w
 	p.mu.Unlock()
 	return w, nil
+}
+
+// tap is a watch whose events pass through the probe.
+type tap struct {
+	watch.Interface
+	out      chan watch.Event
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+func (w *tap) ResultChan() <-chan watch.Event { return w.out }
+
+func (w *tap) Stop() {
+	w.stopOnce.Do(func() { close(w.stop) })
+	w.Interface.Stop()
 }
 
 // drop ends the current watch as a broken connection would.
@@ -227,7 +254,7 @@ func (p *probe) release() {
 	p.held = nil
 }
 
-func (p *probe) expiredStatuses() []metav1.Status {
+func (p *probe) errorStatuses() []metav1.Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]metav1.Status(nil), p.statuses...)

@@ -265,6 +265,9 @@ func TestInformerResumesAfterDroppedWatch(t *testing.T) {
 			if n := p.lists.Load(); n != 1 {
 				t.Errorf("%d lists, want 1: a dropped watch must resume, not relist", n)
 			}
+			if sts := p.errorStatuses(); len(sts) != 0 {
+				t.Errorf("watch ERROR statuses %+v, want none", sts)
+			}
 			if n := p.watches.Load(); n < 3 {
 				t.Errorf("%d watches, want at least 3 (one per disruption)", n)
 			}
@@ -311,12 +314,8 @@ func TestInformerRelistsAfterCompaction(t *testing.T) {
 
 			waitFor(t, "a relist", 15*time.Second, func() bool { return p.lists.Load() == 2 })
 			waitConverged(t, e, inf, informer.Scope{})
-			expired := false
-			for _, st := range p.expiredStatuses() {
-				expired = expired || (st.Code == 410 && st.Reason == metav1.StatusReasonExpired)
-			}
-			if !expired {
-				t.Errorf("watch ERROR statuses %+v, want a 410 Expired", p.expiredStatuses())
+			if sts := p.errorStatuses(); len(sts) != 1 || sts[0].Code != 410 || sts[0].Reason != metav1.StatusReasonExpired {
+				t.Errorf("watch ERROR statuses %+v, want one 410 Expired", sts)
 			}
 			waitFor(t, "every event", 10*time.Second, func() bool { return rec.len() >= 7 })
 			if got, want := summary(rec.all()), ""+
