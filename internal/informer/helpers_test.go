@@ -2,7 +2,6 @@ package informer_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -56,10 +55,11 @@ func service(namespace, name string, seq int, lbls map[string]string) *resource.
 	return s
 }
 
-// env is a running store and, for the REST source, a server over the same
-// etcd: tests write and compact through the store whichever source they read.
+// env is what a test reads and writes: a store, a server over the store's
+// etcd, or a server with its own embedded etcd (no store: tests write
+// through the API and cannot compact).
 type env struct {
-	store  *store.Store
+	store  *store.Store       // nil when the server embeds its etcd
 	server *servertest.Server // nil for the store source
 	client *client.Client
 }
@@ -91,6 +91,14 @@ func newRESTEnv(t *testing.T) *env {
 	return &env{store: st, server: srv, client: srv.Client(t, "")}
 }
 
+// newEmbeddedEnv is a server with its own embedded etcd, as `sluice server`
+// runs by default.
+func newEmbeddedEnv(t *testing.T) *env {
+	t.Helper()
+	srv := servertest.Start(t, server.Config{BookmarkInterval: bookmarkInterval})
+	return &env{server: srv, client: srv.Client(t, "")}
+}
+
 func (e *env) source(k *resource.Kind, scope informer.Scope) informer.Source {
 	if e.server != nil {
 		return informer.NewRESTSource(e.client, k, scope)
@@ -106,9 +114,18 @@ var sources = []struct {
 	{"rest", newRESTEnv},
 }
 
+// apply creates or updates a Service, through the store or, for a server
+// with its own embedded etcd, through the API.
 func (e *env) apply(t *testing.T, obj resource.Object) resource.Object {
 	t.Helper()
-	out, _, err := e.store.Apply(context.Background(), obj, store.WriteOptions{})
+	var out resource.Object
+	var err error
+	if e.store != nil {
+		out, _, err = e.store.Apply(context.Background(), obj, store.WriteOptions{})
+	} else {
+		out = resource.ServiceKind.New()
+		_, err = e.client.Apply(context.Background(), client.ResourceOf(resource.ServiceKind), obj.GetNamespace(), obj.GetName(), obj, out, false)
+	}
 	if err != nil {
 		t.Fatalf("apply %s/%s: %v", obj.GetNamespace(), obj.GetName(), err)
 	}
@@ -128,9 +145,18 @@ func (e *env) compact(t *testing.T) {
 	}
 }
 
+// delete deletes a Service the way apply writes, and returns it as it was,
+// at the resourceVersion of its deletion.
 func (e *env) delete(t *testing.T, namespace, name string) resource.Object {
 	t.Helper()
-	out, err := e.store.Delete(context.Background(), resource.ServiceKind, namespace, name, store.Preconditions{}, store.WriteOptions{})
+	var out resource.Object
+	var err error
+	if e.store != nil {
+		out, err = e.store.Delete(context.Background(), resource.ServiceKind, namespace, name, store.Preconditions{}, store.WriteOptions{})
+	} else {
+		out = resource.ServiceKind.New()
+		err = e.client.Delete(context.Background(), client.ResourceOf(resource.ServiceKind), namespace, name, nil, out, false)
+	}
 	if err != nil {
 		t.Fatalf("delete %s/%s: %v", namespace, name, err)
 	}
@@ -324,19 +350,4 @@ func byKey(events []event) map[string][]event {
 		m[e.Key] = append(m[e.Key], e)
 	}
 	return m
-}
-
-// retry repeats op until it succeeds, for writes racing a server restart.
-func retry(ctx context.Context, op func() error) error {
-	for {
-		err := op()
-		if err == nil || !errors.Is(err, resource.ErrUnavailable) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

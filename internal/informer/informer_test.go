@@ -1,7 +1,6 @@
 package informer_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -48,16 +47,17 @@ func cacheState(inf *informer.Informer) []string {
 	return out
 }
 
-// storeState renders what the store holds in scope, the way cacheState does.
+// storeState renders what the server or store holds in scope, the way
+// cacheState does.
 func storeState(t *testing.T, e *env, scope informer.Scope) []string {
 	t.Helper()
-	objs, _, err := e.store.List(context.Background(), resource.ServiceKind, scope.Namespace, scope.Selector)
+	list, err := e.source(resource.ServiceKind, scope).List(metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, o := range objs {
-		out = append(out, o.GetNamespace()+"/"+o.GetName()+"@"+o.GetResourceVersion())
+	for _, o := range list.(*resource.ServiceList).Items {
+		out = append(out, o.Namespace+"/"+o.Name+"@"+o.ResourceVersion)
 	}
 	sort.Strings(out)
 	return out
@@ -184,12 +184,19 @@ func TestInformerResumesAfterDroppedWatch(t *testing.T) {
 		// broken, then lets it come back.
 		disrupt func(t *testing.T, e *env, p *probe, during func())
 	}{
+		// Changes while the server is down reach etcd through the store.
 		{"rest server restart", newRESTEnv, func(t *testing.T, e *env, _ *probe, during func()) {
 			if err := e.server.Stop(); err != nil {
 				t.Fatal(err)
 			}
 			during()
 			e.server.Restart(t)
+		}},
+		// etcd restarts with the server; changes right after the restart
+		// race the informer's watch, which is still backing off.
+		{"rest server and etcd restart", newEmbeddedEnv, func(t *testing.T, e *env, _ *probe, during func()) {
+			e.server.Restart(t)
+			during()
 		}},
 		{"store stream dropped", newStoreEnv, func(t *testing.T, _ *env, p *probe, during func()) {
 			watches := p.watches.Load()
