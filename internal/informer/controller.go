@@ -9,6 +9,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+
+	"github.com/sluice/sluice/internal/resource"
 )
 
 // ReconcileFunc makes the world match the current state of the object with
@@ -86,7 +88,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		UpdateFunc: func(oldObj, newObj any) {
 			// The same resourceVersion is no change: a relist re-reports
 			// every object.
-			if resourceVersion(oldObj) != resourceVersion(newObj) {
+			if oldObj.(resource.Object).GetResourceVersion() != newObj.(resource.Object).GetResourceVersion() {
 				c.enqueue(queue, newObj)
 			}
 		},
@@ -111,7 +113,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	// Unregister first, so that nothing adds to a queue being shut down.
-	if err := cache.ShutDownEventHandler(c.informer.informer, reg); err != nil {
+	if err := c.informer.RemoveEventHandler(reg); err != nil {
 		c.log.Warn("removing the event handler failed", "err", err)
 	}
 	// Workers take what is left in the queue without reconciling it (see
@@ -160,11 +162,4 @@ func (c *Controller) next(ctx context.Context, queue workqueue.TypedRateLimiting
 		queue.Forget(key)
 	}
 	return true
-}
-
-func resourceVersion(obj any) string {
-	if o, ok := obj.(interface{ GetResourceVersion() string }); ok {
-		return o.GetResourceVersion()
-	}
-	return ""
 }

@@ -202,7 +202,7 @@ type probe struct {
 
 func (p *probe) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 	p.lists.Add(1)
-	return cache.ToListerWatcherWithContext(p.Source).ListWithContext(ctx, opts)
+	return p.Source.ListWithContext(ctx, opts)
 }
 
 func (p *probe) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
@@ -218,7 +218,7 @@ func (p *probe) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (
 			return nil, ctx.Err()
 		}
 	}
-	inner, err := cache.ToListerWatcherWithContext(p.Source).WatchWithContext(ctx, opts)
+	inner, err := p.Source.WatchWithContext(ctx, opts)
 	if err != nil {
 		return nil, err
 	}

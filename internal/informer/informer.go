@@ -76,9 +76,11 @@ func (i *Informer) AddEventHandler(h cache.ResourceEventHandler) (cache.Resource
 	return i.informer.AddEventHandlerWithOptions(h, cache.HandlerOptions{Logger: &i.logger})
 }
 
-// RemoveEventHandler unregisters a handler added with AddEventHandler.
+// RemoveEventHandler unregisters a handler added with AddEventHandler and
+// returns once the handler has finished its last call, so never call it from
+// the handler.
 func (i *Informer) RemoveEventHandler(reg cache.ResourceEventHandlerRegistration) error {
-	return i.informer.RemoveEventHandler(reg)
+	return cache.ShutDownEventHandler(i.informer, reg)
 }
 
 // Get returns the cached object with key "namespace/name".

@@ -1,6 +1,7 @@
 package informer_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -51,7 +52,7 @@ func cacheState(inf *informer.Informer) []string {
 // cacheState does.
 func storeState(t *testing.T, e *env, scope informer.Scope) []string {
 	t.Helper()
-	list, err := e.source(resource.ServiceKind, scope).List(metav1.ListOptions{})
+	list, err := e.source(resource.ServiceKind, scope).ListWithContext(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ import (
 
 // Source lists and watches one kind of resource for an Informer.
 type Source interface {
+	// What the Reflector calls.
+	cache.ListerWatcherWithContext
+	// What client-go's informer constructor still asks for.
 	cache.ListerWatcher
 	// IsWatchListSemanticsUnSupported must return true: Sluice's API has no
 	// WatchList (sendInitialEvents), and client-go's Reflector, which tries

@@ -55,7 +55,7 @@ func TestSourceListAndWatch(t *testing.T) {
 			e.apply(t, service("other", "web", 1, map[string]string{"tier": "web"}))
 			s := e.source(resource.ServiceKind, informer.Scope{Namespace: "default", Selector: labels.SelectorFromSet(labels.Set{"tier": "web"})})
 
-			obj, err := s.List(metav1.ListOptions{})
+			obj, err := s.ListWithContext(ctx, metav1.ListOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestSourceListAndWatch(t *testing.T) {
 				t.Errorf("list = %+v, want only default/web", list.Items)
 			}
 
-			w, err := s.Watch(metav1.ListOptions{ResourceVersion: list.ResourceVersion, AllowWatchBookmarks: true})
+			w, err := s.WatchWithContext(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, AllowWatchBookmarks: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,12 +110,12 @@ func TestSourceBookmarksCarryOnlyAResourceVersion(t *testing.T) {
 		t.Run(src.name, func(t *testing.T) {
 			e := src.env(t)
 			s := e.source(resource.ServiceKind, informer.Scope{})
-			list, err := s.List(metav1.ListOptions{})
+			list, err := s.ListWithContext(context.Background(), metav1.ListOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rv := list.(*resource.ServiceList).ResourceVersion
-			w, err := s.Watch(metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+			w, err := s.WatchWithContext(context.Background(), metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +155,7 @@ func TestSourceExpiredResourceVersionIs410(t *testing.T) {
 			e.apply(t, service("default", "web", 3, nil))
 			e.compact(t)
 			s := e.source(resource.ServiceKind, informer.Scope{})
-			w, err := s.Watch(metav1.ListOptions{ResourceVersion: first.GetResourceVersion()})
+			w, err := s.WatchWithContext(context.Background(), metav1.ListOptions{ResourceVersion: first.GetResourceVersion()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +185,7 @@ func TestSourceRefusesWatchList(t *testing.T) {
 			if !s.IsWatchListSemanticsUnSupported() {
 				t.Error("IsWatchListSemanticsUnSupported() = false, want true")
 			}
-			w, err := s.Watch(metav1.ListOptions{SendInitialEvents: ptr.To(true), AllowWatchBookmarks: true})
+			w, err := s.WatchWithContext(context.Background(), metav1.ListOptions{SendInitialEvents: ptr.To(true), AllowWatchBookmarks: true})
 			if err == nil {
 				w.Stop()
 				t.Fatal("a WatchList request (sendInitialEvents) succeeded, want an error")
@@ -202,7 +202,7 @@ func TestRESTSourceUnreachableServerIsConnectionRefused(t *testing.T) {
 	if err := e.server.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := s.Watch(metav1.ListOptions{ResourceVersion: "1"})
+	w, err := s.WatchWithContext(context.Background(), metav1.ListOptions{ResourceVersion: "1"})
 	if err == nil {
 		w.Stop()
 		t.Fatal("watch of a stopped server succeeded")
