@@ -137,7 +137,9 @@ func TestInformerDeliversChangesWithinScope(t *testing.T) {
 			for i, sc := range scopes {
 				t.Run(sc.name, func(t *testing.T) {
 					waitConverged(t, e, infs[i], sc.scope)
-					waitFor(t, "every event", 10*time.Second, func() bool { return recs[i].len() >= strings.Count(sc.want, ":")-strings.Count(sc.want, "\n") })
+					// Each line of want is "key:" and then one "type:seq" per event.
+					n := strings.Count(sc.want, ":") - strings.Count(sc.want, "\n")
+					waitFor(t, "every event", 10*time.Second, func() bool { return recs[i].len() >= n })
 					if got := summary(recs[i].all()); got != sc.want {
 						t.Errorf("handler saw\n%s\nwant\n%s", got, sc.want)
 					}
