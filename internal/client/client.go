@@ -108,12 +108,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", resource.ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: %w", resource.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("%w: reading the response: %v", resource.ErrUnavailable, err)
+		return resp.StatusCode, fmt.Errorf("%w: reading the response: %w", resource.ErrUnavailable, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp.StatusCode, statusError(resp.StatusCode, data)
@@ -296,7 +296,7 @@ func (c *Client) Watch(ctx context.Context, r Resource, namespace string, opts W
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", resource.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", resource.ErrUnavailable, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -319,7 +319,7 @@ var ErrWatchClosed = errors.New("watch stream closed")
 func (w *Watch) Next() (Event, error) {
 	if !w.sc.Scan() {
 		if err := w.sc.Err(); err != nil {
-			return Event{}, fmt.Errorf("%w: %v", ErrWatchClosed, err)
+			return Event{}, fmt.Errorf("%w: %w", ErrWatchClosed, err)
 		}
 		return Event{}, ErrWatchClosed
 	}

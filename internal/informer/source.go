@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -250,13 +249,10 @@ func (b restBackend) list(ctx context.Context, k *resource.Kind, scope Scope) (r
 func (b restBackend) watch(ctx context.Context, k *resource.Kind, scope Scope, rv string) (func(emit func(watch.Event) bool), error) {
 	w, err := b.client.Watch(ctx, client.ResourceOf(k), scope.Namespace, client.WatchOptions{ResourceVersion: rv, LabelSelector: scope.selector()})
 	if err != nil {
-		err = fmt.Errorf("informer: watch %s: %w", k, err)
-		var st *resource.Status
-		if errors.Is(err, resource.ErrUnavailable) && !errors.As(err, &st) {
-			// No answer at all: the server is down or restarting.
-			return nil, unreachableError{err}
-		}
-		return nil, err
+		// The transport's error stays wrapped: the Reflector watches again
+		// from its resourceVersion, rather than relisting, when it is
+		// "connection refused", as while the server restarts.
+		return nil, fmt.Errorf("informer: watch %s: %w", k, err)
 	}
 	return func(emit func(watch.Event) bool) {
 		defer w.Close()
@@ -298,15 +294,3 @@ func event(k *resource.Kind, ev client.Event) (watch.Event, error) {
 		return watch.Event{}, fmt.Errorf("informer: %s watch event of unknown type %q", k, ev.Type)
 	}
 }
-
-// unreachableError is a watch request the server never answered. The
-// Reflector retries a watch from the resourceVersion it has only when the
-// error is "connection refused" (or 429), and relists on anything else; a
-// server that cannot be reached is that case whatever the transport said
-// (the client does not keep the transport's error, only its text), so the
-// error also matches syscall.ECONNREFUSED.
-type unreachableError struct{ err error }
-
-func (e unreachableError) Error() string { return e.err.Error() }
-
-func (e unreachableError) Unwrap() []error { return []error{e.err, syscall.ECONNREFUSED} }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,6 +43,7 @@ type Store struct {
 	bookmarkInterval time.Duration
 	metrics          *metrics
 	now              func() time.Time
+	watches          atomic.Int64 // open watches, so Run skips idle bookmark rounds
 }
 
 // New returns a Store over an etcd client. Call Run to deliver bookmarks.

@@ -585,3 +585,28 @@ func TestDefragment(t *testing.T) {
 		t.Errorf("defragmented below the threshold: did=%v err=%v", did, err)
 	}
 }
+
+// TestWatchAtCompactionRevision resumes a watch whose first event's previous
+// value was compacted in the same revision: the store cannot report that
+// delete and must say so (410) rather than drop it.
+func TestWatchAtCompactionRevision(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	s.Create(ctx, service("a", 80, nil), store.WriteOptions{})
+	b, _ := s.Create(ctx, service("b", 80, nil), store.WriteOptions{})
+	del, err := s.Delete(ctx, resource.ServiceKind, "default", "a", store.Preconditions{}, store.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(ctx, rev(t, del)); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, ch)
+	if ev.Type != watch.Error || !errors.Is(ev.Err, resource.ErrExpired) {
+		t.Fatalf("event %s %v, want ERROR wrapping ErrExpired", ev.Type, ev.Err)
+	}
+}

@@ -54,7 +54,9 @@ func (s *Store) Watch(ctx context.Context, k *resource.Kind, namespace string, o
 	wch := s.client.Watch(ctx, prefixFor(k, namespace),
 		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	s.metrics.watchers.Inc()
+	s.watches.Add(1)
 	go func() {
+		defer s.watches.Add(-1)
 		defer s.metrics.watchers.Dec()
 		defer close(out)
 		defer cancel()
@@ -128,6 +130,12 @@ func (w *watcher) translate(ev *clientv3.Event) (Event, bool, error) {
 		if prev, err = decode(w.k, ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
 			return Event{}, false, err
 		}
+	} else if ev.Type == mvccpb.DELETE || !ev.IsCreate() {
+		// The previous value was compacted away in the very revision of this
+		// event: without it a delete cannot be reported, nor a change
+		// classified against the selector. The client must list again.
+		return Event{}, false, fmt.Errorf("%w: the previous version of %s at revision %d has been compacted; list again",
+			resource.ErrExpired, ev.Kv.Key, ev.Kv.ModRevision)
 	}
 	if ev.Type == mvccpb.DELETE {
 		if !w.matches(prev) {
@@ -163,6 +171,10 @@ func (s *Store) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if s.watches.Load() == 0 {
+				// Nobody to notify, and the request would open an idle stream.
+				continue
+			}
 			// The request must carry the same metadata as the watches (require
 			// leader) to reach their stream.
 			if err := s.client.RequestProgress(clientv3.WithRequireLeader(ctx)); err != nil && ctx.Err() == nil {
