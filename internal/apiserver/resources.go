@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice/sluice/internal/resource"
@@ -112,21 +111,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	list := k.NewList()
-	items := make([]runtime.Object, len(objs))
-	for i, o := range objs {
-		items[i] = o
-	}
-	if err := meta.SetList(list, items); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	lm, err := meta.ListAccessor(list)
+	list, err := k.ListOf(objs, strconv.FormatInt(rev, 10))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	lm.SetResourceVersion(fmt.Sprint(rev))
 	s.writeJSON(w, http.StatusOK, list)
 }
 

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -60,24 +59,6 @@ func statusOf(err error) *metav1.Status {
 		Reason:  metav1.StatusReason(st.Reason),
 		Message: err.Error(),
 	}
-}
-
-// listOf builds the typed list of a kind, with the revision it was read at.
-func listOf(k *resource.Kind, objs []resource.Object, rev int64) (runtime.Object, error) {
-	list := k.NewList()
-	items := make([]runtime.Object, len(objs))
-	for i, o := range objs {
-		items[i] = o
-	}
-	if err := meta.SetList(list, items); err != nil {
-		return nil, fmt.Errorf("informer: list %s: %w", k, err)
-	}
-	lm, err := meta.ListAccessor(list)
-	if err != nil {
-		return nil, fmt.Errorf("informer: list %s: %w", k, err)
-	}
-	lm.SetResourceVersion(strconv.FormatInt(rev, 10))
-	return list, nil
 }
 
 // stream is a watch.Interface fed by one producer goroutine.
@@ -205,7 +186,7 @@ func (b storeBackend) list(ctx context.Context, k *resource.Kind, scope Scope) (
 	if err != nil {
 		return nil, err
 	}
-	return listOf(k, objs, rev)
+	return k.ListOf(objs, strconv.FormatInt(rev, 10))
 }
 
 func (b storeBackend) watch(ctx context.Context, k *resource.Kind, scope Scope, rv string) (func(emit func(watch.Event) bool), error) {

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -78,6 +79,24 @@ func (k *Kind) NewList() runtime.Object {
 	l := k.newList()
 	l.GetObjectKind().SetGroupVersionKind(k.GVK().GroupVersion().WithKind(k.Kind + "List"))
 	return l
+}
+
+// ListOf returns the kind's list object holding objs, read at resourceVersion.
+func (k *Kind) ListOf(objs []Object, resourceVersion string) (runtime.Object, error) {
+	list := k.NewList()
+	items := make([]runtime.Object, len(objs))
+	for i, o := range objs {
+		items[i] = o
+	}
+	if err := meta.SetList(list, items); err != nil {
+		return nil, fmt.Errorf("resource: list of %s: %w", k, err)
+	}
+	lm, err := meta.ListAccessor(list)
+	if err != nil {
+		return nil, fmt.Errorf("resource: list of %s: %w", k, err)
+	}
+	lm.SetResourceVersion(resourceVersion)
+	return list, nil
 }
 
 // Default fills the unset fields of obj with their defaults.
