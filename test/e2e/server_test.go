@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -110,4 +111,34 @@ func TestVersion(t *testing.T) {
 	if !regexp.MustCompile(`^sluice \S+ \(go1\.\d+`).MatchString(out) {
 		t.Errorf("version output %q", out)
 	}
+}
+
+// TestServerBinaryCrashLosesNothingAcknowledged kills `sluice server` with
+// SIGKILL right after acknowledged writes: every one of them is there after a
+// restart on the same data dir (etcd fsyncs before it answers).
+func TestServerBinaryCrashLosesNothingAcknowledged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	srv, url := startServerBinary(t, nil, "--data-dir", dir, "--http-addr", "127.0.0.1:0")
+	c := &cli{t: t, server: url}
+	c.ok("apply", "-f", examples())
+	var manifest strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&manifest, "---\napiVersion: sluice.io/v1alpha1\nkind: Service\nmetadata: {name: crash-%d}\nspec: {ports: [{port: 80}]}\n", i)
+	}
+	if r := c.runStdin(manifest.String(), "apply", "-f", "-"); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	if err := srv.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-srv.done
+
+	srv2, url2 := startServerBinary(t, nil, "--data-dir", dir, "--http-addr", "127.0.0.1:0")
+	out := (&cli{t: t, server: url2}).ok("get", "svc")
+	for i := range 50 {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^crash-%d\s`, i)).MatchString(out) {
+			t.Errorf("acknowledged service crash-%d lost in the crash", i)
+		}
+	}
+	srv2.stop(syscall.SIGTERM)
 }
