@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -40,24 +39,19 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 // and kind, when present, must be k's; unknown fields are rejected by name so
 // that a typo is not silently dropped.
 func decodeObject(k *resource.Kind, data []byte) (resource.Object, error) {
-	var tm struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := json.Unmarshal(data, &tm); err != nil {
-		return nil, fmt.Errorf("%w: the body is not a valid JSON object: %v", resource.ErrBadRequest, err)
-	}
-	if tm.APIVersion != "" || tm.Kind != "" {
-		gv, err := schema.ParseGroupVersion(tm.APIVersion)
-		if err != nil || gv.WithKind(tm.Kind) != k.GVK() {
-			return nil, fmt.Errorf("%w: the body's apiVersion %q and kind %q do not match the request path, which is for apiVersion %q kind %q",
-				resource.ErrBadRequest, tm.APIVersion, tm.Kind, k.APIVersion(), k.Kind)
-		}
-	}
 	obj := k.New()
 	strict, err := sigsjson.UnmarshalStrict(data, obj)
 	if err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || !json.Valid(data) {
+			return nil, fmt.Errorf("%w: the body is not a valid JSON object: %v", resource.ErrBadRequest, err)
+		}
 		return nil, fmt.Errorf("%w: the body does not decode as %s: %v", resource.ErrBadRequest, k, err)
+	}
+	// New set the kind's apiVersion and kind; a body that names others replaced them.
+	if gvk := obj.GetObjectKind().GroupVersionKind(); gvk != k.GVK() {
+		return nil, fmt.Errorf("%w: the body's apiVersion %q and kind %q do not match the request path, which is for apiVersion %q kind %q",
+			resource.ErrBadRequest, gvk.GroupVersion().String(), gvk.Kind, k.APIVersion(), k.Kind)
 	}
 	if len(strict) > 0 {
 		st := &resource.Status{Code: http.StatusBadRequest, Reason: "BadRequest"}
@@ -69,7 +63,6 @@ func decodeObject(k *resource.Kind, data []byte) (resource.Object, error) {
 		st.Message = fmt.Sprintf("the body does not decode as %s: %s", k, strings.Join(msgs, "; "))
 		return nil, st
 	}
-	obj.GetObjectKind().SetGroupVersionKind(k.GVK())
 	return obj, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/sluice/sluice/internal/resource"
 )
@@ -28,63 +29,36 @@ func decode(k *resource.Kind, data []byte, modRevision int64) (resource.Object, 
 	return obj, nil
 }
 
-// topFields splits an object's JSON into its top-level fields, so spec-like
-// and status fields can be compared and moved without knowing the kind's Go type.
-func topFields(obj resource.Object) (map[string]json.RawMessage, error) {
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
+// setStatus sets dst's status to a copy of src's, or to the zero status when
+// src is nil. Every kind with a status subresource keeps it in a field named
+// Status, as Kubernetes types do; kinds without one are left alone.
+func setStatus(dst, src resource.Object) {
+	d := reflect.ValueOf(dst).Elem().FieldByName("Status")
+	if !d.IsValid() {
+		return
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return nil, err
+	if src == nil {
+		d.SetZero()
+		return
 	}
-	return fields, nil
+	// A deep copy, so dst shares no memory with src.
+	d.Set(reflect.ValueOf(src.DeepCopyObject()).Elem().FieldByName("Status"))
 }
 
-// withStatus returns a copy of obj whose status is the status of from (none
-// when from is nil).
-func withStatus(k *resource.Kind, obj, from resource.Object) (resource.Object, error) {
-	fields, err := topFields(obj)
-	if err != nil {
-		return nil, err
-	}
-	delete(fields, "status")
-	if from != nil {
-		src, err := topFields(from)
-		if err != nil {
-			return nil, err
-		}
-		if st, ok := src["status"]; ok {
-			fields["status"] = st
-		}
-	}
-	data, err := json.Marshal(fields)
-	if err != nil {
-		return nil, err
-	}
-	out := k.New()
-	if err := json.Unmarshal(data, out); err != nil {
-		return nil, err
-	}
-	out.SetResourceVersion(obj.GetResourceVersion())
-	return out, nil
-}
-
-// specChanged says whether any of the kind's spec fields differ between a and b.
-func specChanged(k *resource.Kind, a, b resource.Object) (bool, error) {
-	fa, err := topFields(a)
-	if err != nil {
+// specEqual says whether two stored values have the same spec fields of kind
+// k. Both come from encode, so equal fields are equal bytes.
+func specEqual(k *resource.Kind, a, b []byte) (bool, error) {
+	var fa, fb map[string]json.RawMessage
+	if err := json.Unmarshal(a, &fa); err != nil {
 		return false, err
 	}
-	fb, err := topFields(b)
-	if err != nil {
+	if err := json.Unmarshal(b, &fb); err != nil {
 		return false, err
 	}
 	for _, f := range k.SpecFields {
 		if !bytes.Equal(fa[f], fb[f]) {
-			return true, nil
+			return false, nil
 		}
 	}
-	return false, nil
+	return true, nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/utils/lru"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,6 +46,24 @@ type Store struct {
 	metrics          *metrics
 	now              func() time.Time
 	watches          atomic.Int64 // open watches, so Run skips idle bookmark rounds
+
+	// recent holds, by key, the last value this store wrote or read. A key
+	// at a mod revision names one value forever in etcd's MVCC, so an update
+	// whose resourceVersion is that revision takes its base from here and
+	// skips a read: a stale entry can only fail the transaction's compare,
+	// never write a wrong object.
+	recent *lru.Cache
+}
+
+// recentSize bounds the entries of Store.recent.
+const recentSize = 8192
+
+// stored is an object as etcd holds it. obj is never handed out or changed:
+// callers get copies.
+type stored struct {
+	obj    resource.Object
+	data   []byte
+	modRev int64
 }
 
 // New returns a Store over an etcd client. Call Run to deliver bookmarks.
@@ -61,6 +81,7 @@ func New(client *clientv3.Client, kinds *resource.Registry, opts Options) *Store
 		bookmarkInterval: opts.BookmarkInterval,
 		metrics:          newMetrics(opts.Registerer),
 		now:              time.Now,
+		recent:           lru.New(recentSize),
 	}
 }
 
@@ -135,19 +156,22 @@ func notFound(k *resource.Kind, namespace, name string) error {
 // Get reads one object.
 func (s *Store) Get(ctx context.Context, k *resource.Kind, namespace, name string) (resource.Object, error) {
 	defer s.metrics.observe("get", k, time.Now())
-	obj, err := s.get(ctx, k, namespace, name)
+	cur, err := s.read(ctx, k, objectKey(k, namespace, name))
 	if err != nil {
 		return nil, err
 	}
-	if obj == nil {
+	if cur == nil {
 		return nil, notFound(k, namespace, name)
 	}
-	return obj, nil
+	return copyOf(cur.obj), nil
 }
 
-// get returns nil, nil when the object does not exist.
-func (s *Store) get(ctx context.Context, k *resource.Kind, namespace, name string) (resource.Object, error) {
-	resp, err := s.client.Get(ctx, objectKey(k, namespace, name))
+func copyOf(obj resource.Object) resource.Object { return obj.DeepCopyObject().(resource.Object) }
+
+// read returns the current value of key (a linearizable read), or nil when
+// there is none.
+func (s *Store) read(ctx context.Context, k *resource.Kind, key string) (*stored, error) {
+	resp, err := s.client.Get(ctx, key)
 	if err != nil {
 		return nil, etcdError("get", err)
 	}
@@ -155,7 +179,31 @@ func (s *Store) get(ctx context.Context, k *resource.Kind, namespace, name strin
 		return nil, nil
 	}
 	kv := resp.Kvs[0]
-	return decode(k, kv.Value, kv.ModRevision)
+	if c, ok := s.cached(key, kv.ModRevision); ok {
+		return c, nil
+	}
+	obj, err := decode(k, kv.Value, kv.ModRevision)
+	if err != nil {
+		return nil, err
+	}
+	cur := &stored{obj: obj, data: kv.Value, modRev: kv.ModRevision}
+	s.recent.Add(key, cur)
+	return cur, nil
+}
+
+// cached returns the remembered value of key if it is the one at modRev.
+func (s *Store) cached(key string, modRev int64) (*stored, bool) {
+	v, ok := s.recent.Get(key)
+	if !ok {
+		return nil, false
+	}
+	c := v.(*stored)
+	return c, c.modRev == modRev
+}
+
+// remember keeps a copy of obj, just written as data at modRev.
+func (s *Store) remember(key string, obj resource.Object, data []byte, modRev int64) {
+	s.recent.Add(key, &stored{obj: copyOf(obj), data: data, modRev: modRev})
 }
 
 // etcdError wraps an etcd failure; an unreachable or timed-out etcd is
@@ -173,13 +221,8 @@ func (s *Store) prepareCreate(k *resource.Kind, in resource.Object) (resource.Ob
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(resource.DefaultNamespace)
 	}
-	if k.HasStatus {
-		// Status is the server's to write: a new object starts with the default.
-		var err error
-		if obj, err = withStatus(k, obj, nil); err != nil {
-			return nil, err
-		}
-	}
+	// Status is the server's to write: a new object starts with the default.
+	setStatus(obj, nil)
 	obj.SetUID(types.UID(uuid.NewString()))
 	obj.SetCreationTimestamp(metav1.NewTime(s.now().UTC().Truncate(time.Second)))
 	obj.SetGeneration(1)
@@ -225,6 +268,7 @@ func (s *Store) Create(ctx context.Context, in resource.Object, opts WriteOption
 		return nil, fmt.Errorf("%w: %s %q in namespace %q", resource.ErrAlreadyExists, k, obj.GetName(), obj.GetNamespace())
 	}
 	obj.SetResourceVersion(formatRev(resp.Header.Revision))
+	s.remember(key, obj, data, resp.Header.Revision)
 	return obj, nil
 }
 
@@ -265,45 +309,40 @@ func (s *Store) update(ctx context.Context, in resource.Object, opts WriteOption
 	}
 	key := objectKey(k, namespace, in.GetName())
 	for attempt := 0; ; attempt++ {
-		cur, err := s.get(ctx, k, namespace, in.GetName())
-		if err != nil {
-			return nil, err
+		cur, hit := s.cached(key, wantRV)
+		if !hit || wantRV == 0 || attempt > 0 {
+			if cur, err = s.read(ctx, k, key); err != nil {
+				return nil, err
+			}
 		}
 		if cur == nil {
 			return nil, notFound(k, namespace, in.GetName())
 		}
-		curRV, _ := ParseResourceVersion(cur.GetResourceVersion())
-		if wantRV != 0 && wantRV != curRV {
-			return nil, conflict(k, cur, wantRV)
+		if wantRV != 0 && wantRV != cur.modRev {
+			return nil, conflict(k, cur.obj, wantRV)
 		}
-		if uid := in.GetUID(); uid != "" && uid != cur.GetUID() {
-			return nil, fmt.Errorf("%w: %s %q: uid %s does not match the stored object's %s", resource.ErrConflict, k, in.GetName(), uid, cur.GetUID())
+		if uid := in.GetUID(); uid != "" && uid != cur.obj.GetUID() {
+			return nil, fmt.Errorf("%w: %s %q: uid %s does not match the stored object's %s", resource.ErrConflict, k, in.GetName(), uid, cur.obj.GetUID())
 		}
 		var next resource.Object
+		var data []byte
 		if status {
-			next, err = s.prepareStatus(k, in, cur)
+			next, data, err = s.prepareStatus(k, in, cur)
 		} else {
-			next, err = s.prepareUpdate(k, in, cur)
+			next, data, err = s.prepareUpdate(k, in, cur)
 		}
 		if err != nil {
 			return nil, err
 		}
-		data, err := encode(next)
-		if err != nil {
-			return nil, err
+		if bytes.Equal(data, cur.data) {
+			// Nothing changes: no write, the resourceVersion stays.
+			return copyOf(cur.obj), nil
 		}
-		curData, err := encode(cur)
-		if err != nil {
-			return nil, err
-		}
-		if string(data) == string(curData) || opts.DryRun {
-			if opts.DryRun {
-				return next, nil
-			}
-			return cur, nil
+		if opts.DryRun {
+			return next, nil
 		}
 		resp, err := s.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", curRV)).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.modRev)).
 			Then(clientv3.OpPut(key, string(data))).
 			Commit()
 		if err != nil {
@@ -311,6 +350,7 @@ func (s *Store) update(ctx context.Context, in resource.Object, opts WriteOption
 		}
 		if resp.Succeeded {
 			next.SetResourceVersion(formatRev(resp.Header.Revision))
+			s.remember(key, next, data, resp.Header.Revision)
 			return next, nil
 		}
 		if wantRV != 0 || attempt >= maxUpdateRetries {
@@ -324,48 +364,45 @@ func conflict(k *resource.Kind, cur resource.Object, wantRV int64) error {
 		resource.ErrConflict, k, cur.GetName(), cur.GetNamespace(), wantRV, cur.GetResourceVersion())
 }
 
-// prepareUpdate builds the object an update of cur with in would store.
-func (s *Store) prepareUpdate(k *resource.Kind, in, cur resource.Object) (resource.Object, error) {
-	next := in.DeepCopyObject().(resource.Object)
-	next.SetNamespace(cur.GetNamespace())
-	next.SetUID(cur.GetUID())
-	next.SetCreationTimestamp(cur.GetCreationTimestamp())
-	next.SetDeletionTimestamp(cur.GetDeletionTimestamp())
+// prepareUpdate builds, and encodes, the object an update of cur with in
+// would store.
+func (s *Store) prepareUpdate(k *resource.Kind, in resource.Object, cur *stored) (resource.Object, []byte, error) {
+	next := copyOf(in)
+	next.SetNamespace(cur.obj.GetNamespace())
+	next.SetUID(cur.obj.GetUID())
+	next.SetCreationTimestamp(cur.obj.GetCreationTimestamp())
+	next.SetDeletionTimestamp(cur.obj.GetDeletionTimestamp())
 	next.SetManagedFields(nil)
-	next.SetResourceVersion(cur.GetResourceVersion())
-	if k.HasStatus {
-		var err error
-		if next, err = withStatus(k, next, cur); err != nil {
-			return nil, err
-		}
-	}
+	next.SetResourceVersion(cur.obj.GetResourceVersion())
+	next.SetGeneration(cur.obj.GetGeneration())
+	setStatus(next, cur.obj)
 	k.Default(next)
 	if errs := k.Validate(next); len(errs) > 0 {
-		return nil, resource.NewInvalid(k, next.GetName(), errs)
+		return nil, nil, resource.NewInvalid(k, next.GetName(), errs)
 	}
-	changed, err := specChanged(k, cur, next)
+	data, err := encode(next)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	next.SetGeneration(cur.GetGeneration())
-	if changed {
-		next.SetGeneration(cur.GetGeneration() + 1)
+	same, err := specEqual(k, cur.data, data)
+	if err != nil || same {
+		return next, data, err
 	}
-	return next, nil
+	next.SetGeneration(cur.obj.GetGeneration() + 1)
+	data, err = encode(next)
+	return next, data, err
 }
 
-// prepareStatus builds cur with the status of in.
-func (s *Store) prepareStatus(k *resource.Kind, in, cur resource.Object) (resource.Object, error) {
-	next, err := withStatus(k, cur, in)
-	if err != nil {
-		return nil, err
-	}
-	next.SetResourceVersion(cur.GetResourceVersion())
+// prepareStatus builds, and encodes, cur with the status of in.
+func (s *Store) prepareStatus(k *resource.Kind, in resource.Object, cur *stored) (resource.Object, []byte, error) {
+	next := copyOf(cur.obj)
+	setStatus(next, in)
 	k.Default(next)
 	if errs := k.ValidateStatus(next); len(errs) > 0 {
-		return nil, resource.NewInvalid(k, next.GetName(), errs)
+		return nil, nil, resource.NewInvalid(k, next.GetName(), errs)
 	}
-	return next, nil
+	data, err := encode(next)
+	return next, data, err
 }
 
 // Apply makes the stored object match in: it creates the object if it does
@@ -398,22 +435,22 @@ func (s *Store) Delete(ctx context.Context, k *resource.Kind, namespace, name st
 		return nil, err
 	}
 	key := objectKey(k, namespace, name)
-	cur, err := s.get(ctx, k, namespace, name)
+	cur, err := s.read(ctx, k, key)
 	if err != nil {
 		return nil, err
 	}
 	if cur == nil {
 		return nil, notFound(k, namespace, name)
 	}
-	curRV, _ := ParseResourceVersion(cur.GetResourceVersion())
+	curRV := cur.modRev
 	if wantRV != 0 && wantRV != curRV {
-		return nil, conflict(k, cur, wantRV)
+		return nil, conflict(k, cur.obj, wantRV)
 	}
-	if pre.UID != "" && pre.UID != cur.GetUID() {
-		return nil, fmt.Errorf("%w: %s %q: uid %s does not match the stored object's %s", resource.ErrConflict, k, name, pre.UID, cur.GetUID())
+	if pre.UID != "" && pre.UID != cur.obj.GetUID() {
+		return nil, fmt.Errorf("%w: %s %q: uid %s does not match the stored object's %s", resource.ErrConflict, k, name, pre.UID, cur.obj.GetUID())
 	}
 	if opts.DryRun {
-		return cur, nil
+		return copyOf(cur.obj), nil
 	}
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 	if wantRV != 0 || pre.UID != "" {
@@ -429,6 +466,7 @@ func (s *Store) Delete(ctx context.Context, k *resource.Kind, namespace, name st
 		}
 		return nil, notFound(k, namespace, name)
 	}
+	s.recent.Remove(key)
 	del := resp.Responses[0].GetResponseDeleteRange()
 	if len(del.PrevKvs) == 0 {
 		return nil, notFound(k, namespace, name)
