@@ -18,12 +18,6 @@ import (
 // WatchContentType is the content type of a watch stream: one JSON event per line.
 const WatchContentType = "application/x-ndjson"
 
-// WatchEvent is one line of a watch stream.
-type WatchEvent struct {
-	Type   watch.EventType `json:"type"`
-	Object any             `json:"object"`
-}
-
 // watch streams events as newline-delimited JSON until the client leaves, the
 // store ends the watch, timeoutSeconds passes, or the server shuts down.
 func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *resource.Kind, sel labels.Selector) {
@@ -63,7 +57,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *resource.Kind,
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	enc := json.NewEncoder(w)
+	var line []byte
 	for {
 		var ev store.Event
 		var ok bool
@@ -75,11 +69,23 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *resource.Kind,
 		if !ok {
 			return
 		}
-		out := WatchEvent{Type: ev.Type, Object: ev.Object}
+		var obj []byte
 		if ev.Type == watch.Error {
-			out.Object = resource.StatusOf(ev.Err)
+			obj, err = json.Marshal(resource.StatusOf(ev.Err))
+		} else {
+			// Encoded once for every watcher of the change.
+			obj, err = ev.ObjectJSON()
 		}
-		if err := enc.Encode(out); err != nil {
+		if err != nil {
+			s.log.Error("encode watch event", "err", err)
+			return
+		}
+		line = append(line[:0], `{"type":"`...)
+		line = append(line, ev.Type...)
+		line = append(line, `","object":`...)
+		line = append(line, obj...)
+		line = append(line, "}\n"...)
+		if _, err := w.Write(line); err != nil {
 			return
 		}
 		// Write events that are already queued before flushing, so a burst

@@ -18,6 +18,9 @@
 // status; status is written only through UpdateStatus, which changes nothing
 // else.
 //
-// The store does not cache: reads go to etcd. Components that need a cache
-// build one with package informer.
+// Reads go to etcd (linearizable); components that need a cache of objects
+// build one with package informer. The store remembers only the last value
+// it wrote or saw of recent keys, so that an update based on that value
+// skips a read, and watches of a kind share one etcd watch that decodes and
+// encodes each change once (see hub).
 package store

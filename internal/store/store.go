@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,9 @@ type Store struct {
 	// skips a read: a stale entry can only fail the transaction's compare,
 	// never write a wrong object.
 	recent *lru.Cache
+
+	hubsMu sync.Mutex              // guards hubs
+	hubs   map[*resource.Kind]*hub // the running hub of each kind
 }
 
 // recentSize bounds the entries of Store.recent.
@@ -82,6 +86,7 @@ func New(client *clientv3.Client, kinds *resource.Registry, opts Options) *Store
 		metrics:          newMetrics(opts.Registerer),
 		now:              time.Now,
 		recent:           lru.New(recentSize),
+		hubs:             map[*resource.Kind]*hub{},
 	}
 }
 

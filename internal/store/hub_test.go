@@ -1,0 +1,177 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/sluice/sluice/internal/resource"
+	"github.com/sluice/sluice/internal/store"
+)
+
+// waitFor polls cond until it holds or 10s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatchersShareOneHub(t *testing.T) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	const n = 50
+	var chans []<-chan store.Event
+	for i := range n {
+		opts := store.WatchOptions{}
+		if i%2 == 1 {
+			opts.Selector = labels.SelectorFromSet(labels.Set{"tier": "web"})
+		}
+		ch, err := s.Watch(ctx, resource.ServiceKind, "default", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chans = append(chans, ch)
+	}
+	if got := s.Hubs(); got != 1 {
+		t.Fatalf("%d hubs for %d watchers of one kind, want 1", got, n)
+	}
+	if _, err := s.Create(ctx, service("web", 80, map[string]string{"tier": "web"}), store.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var first []byte
+	for i, ch := range chans {
+		ev := expect(t, ch, watch.Added, "web")
+		data, err := ev.ObjectJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = data
+		} else if &data[0] != &first[0] {
+			t.Fatalf("watcher %d got its own encoding of the event; want one encoding shared by all", i)
+		}
+	}
+	cancel()
+	for _, ch := range chans {
+		for range ch {
+		}
+	}
+	waitFor(t, "the hub to stop after its last watcher", func() bool { return s.Hubs() == 0 })
+}
+
+func TestLateWatcherResumesFromTheHub(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	early, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Create(ctx, service("a", 80, nil), store.WriteOptions{})
+	s.Create(ctx, service("b", 80, nil), store.WriteOptions{})
+	expect(t, early, watch.Added, "a")
+	expect(t, early, watch.Added, "b")
+	// Joins the running hub after a: sees b, then what follows.
+	late, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Hubs() != 1 {
+		t.Fatalf("%d hubs, want the one shared hub", s.Hubs())
+	}
+	expect(t, late, watch.Added, "b")
+	s.Create(ctx, service("c", 80, nil), store.WriteOptions{})
+	expect(t, late, watch.Added, "c")
+	expect(t, early, watch.Added, "c")
+}
+
+func TestSlowWatcherFallsBehindAndResumes(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	slow, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan int, store.HubRing*3)
+	go func() {
+		for ev := range fast {
+			if ev.Type == watch.Added {
+				seen <- 1
+			}
+		}
+	}()
+	// More changes than the ring holds, while slow reads nothing.
+	total := store.HubRing + 200
+	for i := range total {
+		if _, err := s.Create(ctx, service(fmt.Sprintf("s%d", i), 80, nil), store.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the fast watcher to see every change", func() bool { return len(seen) == total })
+	// The slow watcher reads what it had queued, then its channel closes
+	// without an error; resuming from its last revision loses nothing.
+	var last int64
+	got := 0
+	for ev := range slow {
+		if ev.Type == watch.Error {
+			t.Fatalf("slow watcher got ERROR %v, want its channel closed", ev.Err)
+		}
+		if ev.Type == watch.Added {
+			got++
+			last = rev(t, ev.Object)
+		}
+	}
+	if got >= total {
+		t.Fatalf("slow watcher saw all %d changes; the test did not make it fall behind", got)
+	}
+	resumed, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got < total {
+		ev := next(t, resumed)
+		if ev.Type != watch.Added || ev.Object.GetName() != fmt.Sprintf("s%d", got) {
+			t.Fatalf("after resuming: %s %s, want ADDED s%d", ev.Type, ev.Object.GetName(), got)
+		}
+		got++
+	}
+}
+
+func TestHubFromCompactedRevision(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	a, _ := s.Create(ctx, service("a", 80, nil), store.WriteOptions{})
+	s.Create(ctx, service("b", 80, nil), store.WriteOptions{})
+	c, _ := s.Create(ctx, service("c", 80, nil), store.WriteOptions{})
+	if err := s.Compact(ctx, rev(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	// The first watcher starts the hub at a compacted revision: 410 for it.
+	ch, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Type != watch.Error {
+		t.Fatalf("event %s, want ERROR 410", ev.Type)
+	}
+	waitFor(t, "the failed hub to go away", func() bool { return s.Hubs() == 0 })
+	// A current watcher gets a new hub that works.
+	now, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Create(ctx, service("d", 80, nil), store.WriteOptions{})
+	expect(t, now, watch.Added, "d")
+}
