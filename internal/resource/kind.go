@@ -32,9 +32,6 @@ type Kind struct {
 	// HasStatus says status is a subresource: the main path never changes it
 	// and the status path never changes anything else.
 	HasStatus bool
-	// SpecFields are the top-level JSON fields whose change bumps
-	// metadata.generation (for most kinds just "spec").
-	SpecFields []string
 
 	newObject func() Object
 	newList   func() runtime.Object
@@ -185,16 +182,15 @@ var (
 	ServiceKind = &Kind{
 		Group: Group, Version: Version, Kind: "Service",
 		Plural: "services", Singular: "service", ShortNames: []string{"svc"},
-		SpecFields: []string{"spec"},
-		newObject:  func() Object { return &Service{} },
-		newList:    func() runtime.Object { return &ServiceList{} },
-		defaults:   func(o Object) { defaultService(o.(*Service)) },
-		validate:   func(o Object) field.ErrorList { return validateService(o.(*Service)) },
+		newObject: func() Object { return &Service{} },
+		newList:   func() runtime.Object { return &ServiceList{} },
+		defaults:  func(o Object) { defaultService(o.(*Service)) },
+		validate:  func(o Object) field.ErrorList { return validateService(o.(*Service)) },
 	}
 	EndpointKind = &Kind{
 		Group: Group, Version: Version, Kind: "Endpoint",
 		Plural: "endpoints", Singular: "endpoint", ShortNames: []string{"ep"},
-		HasStatus: true, SpecFields: []string{"spec"},
+		HasStatus:      true,
 		newObject:      func() Object { return &Endpoint{} },
 		newList:        func() runtime.Object { return &EndpointList{} },
 		defaults:       func(o Object) { defaultEndpoint(o.(*Endpoint)) },
@@ -204,11 +200,10 @@ var (
 	BackendPolicyKind = &Kind{
 		Group: Group, Version: Version, Kind: "BackendPolicy",
 		Plural: "backendpolicies", Singular: "backendpolicy", ShortNames: []string{"bp"},
-		SpecFields: []string{"spec"},
-		newObject:  func() Object { return &BackendPolicy{} },
-		newList:    func() runtime.Object { return &BackendPolicyList{} },
-		defaults:   func(o Object) { defaultBackendPolicy(o.(*BackendPolicy)) },
-		validate:   func(o Object) field.ErrorList { return validateBackendPolicy(o.(*BackendPolicy)) },
+		newObject: func() Object { return &BackendPolicy{} },
+		newList:   func() runtime.Object { return &BackendPolicyList{} },
+		defaults:  func(o Object) { defaultBackendPolicy(o.(*BackendPolicy)) },
+		validate:  func(o Object) field.ErrorList { return validateBackendPolicy(o.(*BackendPolicy)) },
 	}
 )
 
@@ -217,7 +212,7 @@ var (
 	GatewayKind = &Kind{
 		Group: gatewayv1.GroupName, Version: "v1", Kind: "Gateway",
 		Plural: "gateways", Singular: "gateway", ShortNames: []string{"gw"},
-		HasStatus: true, SpecFields: []string{"spec"},
+		HasStatus: true,
 		newObject: func() Object { return &gatewayv1.Gateway{} },
 		newList:   func() runtime.Object { return &gatewayv1.GatewayList{} },
 		defaults:  func(o Object) { defaultGateway(o.(*gatewayv1.Gateway)) },
@@ -226,7 +221,7 @@ var (
 	HTTPRouteKind = &Kind{
 		Group: gatewayv1.GroupName, Version: "v1", Kind: "HTTPRoute",
 		Plural: "httproutes", Singular: "httproute",
-		HasStatus: true, SpecFields: []string{"spec"},
+		HasStatus: true,
 		newObject: func() Object { return &gatewayv1.HTTPRoute{} },
 		newList:   func() runtime.Object { return &gatewayv1.HTTPRouteList{} },
 		defaults:  func(o Object) { defaultHTTPRoute(o.(*gatewayv1.HTTPRoute)) },
@@ -235,7 +230,7 @@ var (
 	GRPCRouteKind = &Kind{
 		Group: gatewayv1.GroupName, Version: "v1", Kind: "GRPCRoute",
 		Plural: "grpcroutes", Singular: "grpcroute",
-		HasStatus: true, SpecFields: []string{"spec"},
+		HasStatus: true,
 		newObject: func() Object { return &gatewayv1.GRPCRoute{} },
 		newList:   func() runtime.Object { return &gatewayv1.GRPCRouteList{} },
 		defaults:  func(o Object) { defaultGRPCRoute(o.(*gatewayv1.GRPCRoute)) },

@@ -1,10 +1,11 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
+
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/sluice/sluice/internal/resource"
 )
@@ -45,20 +46,14 @@ func setStatus(dst, src resource.Object) {
 	d.Set(reflect.ValueOf(src.DeepCopyObject()).Elem().FieldByName("Status"))
 }
 
-// specEqual says whether two stored values have the same spec fields of kind
-// k. Both come from encode, so equal fields are equal bytes.
-func specEqual(k *resource.Kind, a, b []byte) (bool, error) {
-	var fa, fb map[string]json.RawMessage
-	if err := json.Unmarshal(a, &fa); err != nil {
-		return false, err
+// specEqual says whether a and b have the same desired state: every kind
+// keeps it in a field named Spec, as Kubernetes types do. Nil and empty
+// collections are equal, as they are once stored as JSON.
+func specEqual(a, b resource.Object) bool {
+	sa := reflect.ValueOf(a).Elem().FieldByName("Spec")
+	sb := reflect.ValueOf(b).Elem().FieldByName("Spec")
+	if !sa.IsValid() || !sb.IsValid() {
+		return true
 	}
-	if err := json.Unmarshal(b, &fb); err != nil {
-		return false, err
-	}
-	for _, f := range k.SpecFields {
-		if !bytes.Equal(fa[f], fb[f]) {
-			return false, nil
-		}
-	}
-	return true, nil
+	return equality.Semantic.DeepEqual(sa.Interface(), sb.Interface())
 }

@@ -385,16 +385,10 @@ func (s *Store) prepareUpdate(k *resource.Kind, in resource.Object, cur *stored)
 	if errs := k.Validate(next); len(errs) > 0 {
 		return nil, nil, resource.NewInvalid(k, next.GetName(), errs)
 	}
+	if !specEqual(cur.obj, next) {
+		next.SetGeneration(cur.obj.GetGeneration() + 1)
+	}
 	data, err := encode(next)
-	if err != nil {
-		return nil, nil, err
-	}
-	same, err := specEqual(k, cur.data, data)
-	if err != nil || same {
-		return next, data, err
-	}
-	next.SetGeneration(cur.obj.GetGeneration() + 1)
-	data, err = encode(next)
 	return next, data, err
 }
 
