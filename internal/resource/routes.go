@@ -9,6 +9,10 @@ import (
 
 func defaultHTTPRoute(r *gatewayv1.HTTPRoute) {
 	defaultParentRefs(r.Spec.ParentRefs)
+	if r.Status.Parents == nil {
+		// The field is required (not omitempty): an empty list, not null.
+		r.Status.Parents = []gatewayv1.RouteParentStatus{}
+	}
 	if len(r.Spec.Rules) == 0 {
 		r.Spec.Rules = []gatewayv1.HTTPRouteRule{{}}
 	}
@@ -293,6 +297,9 @@ func validateRewrite(p *field.Path, r *gatewayv1.HTTPURLRewriteFilter, prefixOnl
 
 func defaultGRPCRoute(r *gatewayv1.GRPCRoute) {
 	defaultParentRefs(r.Spec.ParentRefs)
+	if r.Status.Parents == nil {
+		r.Status.Parents = []gatewayv1.RouteParentStatus{}
+	}
 	for i := range r.Spec.Rules {
 		rule := &r.Spec.Rules[i]
 		for j := range rule.Matches {
