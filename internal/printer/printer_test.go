@@ -3,9 +3,8 @@ package printer
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	"github.com/sluice/sluice/internal/golden"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // now is the time AGE is measured to in the golden files.
 var now = time.Date(2026, 1, 1, 0, 5, 0, 0, time.UTC)
@@ -47,25 +44,6 @@ func objects(t *testing.T, kind string) []unstructured.Unstructured {
 	return out
 }
 
-// golden compares got with testdata/name.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
-}
-
 func TestPrintTable(t *testing.T) {
 	tests := []struct {
 		golden string
@@ -92,7 +70,7 @@ func TestPrintTable(t *testing.T) {
 			if err := PrintTable(&buf, tt.kind, objects(t, tt.kind), tt.opts); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "table-"+tt.golden, buf.String())
+			golden.Check(t, "table-"+tt.golden, buf.String())
 		})
 	}
 }
@@ -138,7 +116,7 @@ func TestDescribe(t *testing.T) {
 			if err := Describe(&buf, &tt.obj, now); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "describe-"+tt.golden, buf.String())
+			golden.Check(t, "describe-"+tt.golden, buf.String())
 		})
 	}
 }

@@ -2,8 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"github.com/sluice/sluice/internal/golden"
 	"reflect"
 	"regexp"
 	"slices"
@@ -12,25 +11,6 @@ import (
 
 	"sigs.k8s.io/yaml"
 )
-
-// golden compares got with testdata/name.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./test/e2e -update creates it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test ./test/e2e -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
-}
 
 var ageHeader = regexp.MustCompile(`(^| )AGE( +|$)`)
 
@@ -72,11 +52,11 @@ func TestGet(t *testing.T) {
 
 	t.Run("tables", func(t *testing.T) {
 		for _, kind := range exampleKinds {
-			golden(t, "get-"+kind, normalizeAge(t, c.ok("get", kind)))
-			golden(t, "get-"+kind+"-wide", normalizeAge(t, c.ok("get", kind, "-o", "wide")))
+			golden.Check(t, "get-"+kind, normalizeAge(t, c.ok("get", kind)))
+			golden.Check(t, "get-"+kind+"-wide", normalizeAge(t, c.ok("get", kind, "-o", "wide")))
 		}
-		golden(t, "get-services-all-namespaces", normalizeAge(t, c.ok("get", "services", "-A")))
-		golden(t, "get-service-greeter", normalizeAge(t, c.ok("get", "service", "greeter")))
+		golden.Check(t, "get-services-all-namespaces", normalizeAge(t, c.ok("get", "services", "-A")))
+		golden.Check(t, "get-service-greeter", normalizeAge(t, c.ok("get", "service", "greeter")))
 	})
 
 	t.Run("kind names", func(t *testing.T) {

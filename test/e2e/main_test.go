@@ -23,8 +23,6 @@ import (
 	"github.com/sluice/sluice/internal/servertest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
-
 var (
 	// binary is the sluice binary under test.
 	binary string
