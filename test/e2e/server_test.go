@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice/sluice/internal/servertest"
 )
 
 // serverURLRE finds the API URL in the server's "serving" log line, text or JSON.
@@ -141,4 +143,27 @@ func TestServerBinaryCrashLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 	srv2.stop(syscall.SIGTERM)
+}
+
+// TestTwoServerProcessesShareAnExternalEtcd runs two `sluice server`
+// processes over one etcd started apart from both: what one is told, the
+// other serves and watches, and one stopping leaves the other serving.
+func TestTwoServerProcessesShareAnExternalEtcd(t *testing.T) {
+	etcd := servertest.StartEtcd(t)
+	endpoint := "http://" + etcd.Endpoint()
+	a, urlA := startServerBinary(t, nil, "--etcd-endpoints", endpoint, "--http-addr", "127.0.0.1:0")
+	b, urlB := startServerBinary(t, nil, "--etcd-endpoints", endpoint, "--http-addr", "127.0.0.1:0")
+	ca, cb := &cli{t: t, server: urlA}, &cli{t: t, server: urlB}
+
+	watch := cb.start("watch", "svc")
+	ca.ok("apply", "-f", filepath.Join(examples(), "services.yaml"))
+	watch.expect(`ADDED\s+service/greeter\b`, `ADDED\s+service/greeter-v1\b`, `ADDED\s+service/greeter-v2\b`)
+	if got, want := cb.ok("get", "svc", "-o", "json"), ca.ok("get", "svc", "-o", "json"); got != want {
+		t.Errorf("the servers disagree:\nA %s\nB %s", want, got)
+	}
+	a.stop(syscall.SIGTERM)
+	cb.ok("delete", "svc", "greeter-v2")
+	watch.expect(`DELETED\s+service/greeter-v2\b`)
+	watch.interrupt()
+	b.stop(syscall.SIGTERM)
 }
