@@ -1,0 +1,353 @@
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// GatewayMetadataKey is the node metadata field that names the Gateway
+// ("namespace/name") a proxy serves; a wildcard request from such a node gets
+// that Gateway's resources.
+const GatewayMetadataKey = "sluice.io/gateway"
+
+// Cache serves the current snapshot to xDS streams. It implements
+// go-control-plane's cache.ConfigWatcher for State of the World and Delta,
+// with two rules go-control-plane's own caches do not follow:
+//
+//   - a stream is sent a response only when what it would receive differs
+//     from what it last received (the subscription's returned resources), or
+//     when it has not received anything of that type yet. An ACK waits for
+//     the next change; so does a NACK, so a rejected version is never sent
+//     again in a loop, and the client keeps its last good config;
+//   - a client gets exactly the resources it names (or, for a wildcard
+//     request, its scope), never the whole mesh.
+//
+// A response goes out at most once per watch: the server opens a new watch
+// with the client's next request.
+type Cache struct {
+	log     *slog.Logger
+	metrics *metrics
+
+	mu    sync.Mutex // guards the fields below
+	snap  *Snapshot
+	at    time.Time // when the changes in snap were first seen, for push latency
+	sotw  map[*sotwWatch]struct{}
+	delta map[*deltaWatch]struct{}
+}
+
+// NewCache returns a cache holding an empty snapshot.
+func NewCache(log *slog.Logger, m *metrics) *Cache {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = newMetrics(nil)
+	}
+	return &Cache{
+		log:     log,
+		metrics: m,
+		snap:    NewSnapshot(),
+		sotw:    map[*sotwWatch]struct{}{},
+		delta:   map[*deltaWatch]struct{}{},
+	}
+}
+
+var _ cache.ConfigWatcher = (*Cache)(nil)
+
+type sotwWatch struct {
+	req *discovery.DiscoveryRequest
+	sub cache.Subscription
+	ch  chan cache.Response
+}
+
+type deltaWatch struct {
+	req *discovery.DeltaDiscoveryRequest
+	sub cache.Subscription
+	ch  chan cache.DeltaResponse
+}
+
+// Snapshot returns the snapshot being served.
+func (c *Cache) Snapshot() *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap
+}
+
+// SetSnapshot serves snap from now on and answers every waiting watch whose
+// resources changed. changedAt is when the first change it holds was seen,
+// for the push latency metric.
+func (c *Cache) SetSnapshot(snap *Snapshot, changedAt time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.snap
+	c.snap, c.at = snap, changedAt
+	changed := make(map[string]map[string]bool, len(Types))
+	for _, t := range Types {
+		changed[t] = changedNames(old, snap, t)
+	}
+	scopesChanged := !sameScopes(old, snap)
+	affected := func(typeURL string, sub cache.Subscription) bool {
+		ch := changed[typeURL]
+		if sub.IsWildcard() {
+			return len(ch) > 0 || scopesChanged
+		}
+		for name := range sub.SubscribedResources() {
+			if ch[name] {
+				return true
+			}
+		}
+		return false
+	}
+	for w := range c.sotw {
+		if !affected(w.req.GetTypeUrl(), w.sub) {
+			continue
+		}
+		if resp, ok := c.sotwResponse(w.req, w.sub); ok {
+			c.send(w, resp)
+		}
+	}
+	for w := range c.delta {
+		if !affected(w.req.GetTypeUrl(), w.sub) {
+			continue
+		}
+		if resp, ok := c.deltaResponse(w.req, w.sub); ok {
+			c.sendDelta(w, resp)
+		}
+	}
+}
+
+// changedNames lists the names of typeURL added, changed or removed between
+// two snapshots.
+func changedNames(old, cur *Snapshot, typeURL string) map[string]bool {
+	out := map[string]bool{}
+	for name, r := range cur.resources[typeURL] {
+		if o, ok := old.resources[typeURL][name]; !ok || o.Version != r.Version {
+			out[name] = true
+		}
+	}
+	for name := range old.resources[typeURL] {
+		if _, ok := cur.resources[typeURL][name]; !ok {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+func sameScopes(a, b *Snapshot) bool {
+	if len(a.scopes) != len(b.scopes) {
+		return false
+	}
+	for gw, types := range a.scopes {
+		for t, names := range types {
+			other := b.scopes[gw][t]
+			if len(other) != len(names) {
+				return false
+			}
+			for i := range names {
+				if names[i] != other[i] {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// CreateWatch answers a State-of-the-World request now if the client should
+// get something, and otherwise waits for a snapshot that changes what it
+// would get.
+func (c *Cache) CreateWatch(req *discovery.DiscoveryRequest, sub cache.Subscription, ch chan cache.Response) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if resp, ok := c.sotwResponse(req, sub); ok {
+		ch <- resp // the server's channel has room for one response per type
+		return func() {}, nil
+	}
+	w := &sotwWatch{req: req, sub: sub, ch: ch}
+	c.sotw[w] = struct{}{}
+	return func() {
+		c.mu.Lock()
+		delete(c.sotw, w)
+		c.mu.Unlock()
+	}, nil
+}
+
+// CreateDeltaWatch answers a Delta request now if some resource the client
+// should have differs from what it has, and otherwise waits.
+func (c *Cache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if resp, ok := c.deltaResponse(req, sub); ok {
+		ch <- resp
+		return func() {}, nil
+	}
+	w := &deltaWatch{req: req, sub: sub, ch: ch}
+	c.delta[w] = struct{}{}
+	return func() {
+		c.mu.Lock()
+		delete(c.delta, w)
+		c.mu.Unlock()
+	}, nil
+}
+
+// Fetch serves REST (polling) requests, which Sluice does not offer.
+func (c *Cache) Fetch(context.Context, *discovery.DiscoveryRequest) (cache.Response, error) {
+	return nil, errFetchUnsupported
+}
+
+// send hands a response to a waiting watch and retires the watch. The
+// channel has room: a stream has at most one outstanding response per type.
+func (c *Cache) send(w *sotwWatch, resp cache.Response) {
+	delete(c.sotw, w)
+	c.metrics.pushed(w.req.GetTypeUrl(), c.at)
+	select {
+	case w.ch <- resp:
+	default:
+		c.log.Warn("xds stream has no room for a response; it gets the change with its next request", "type", w.req.GetTypeUrl(), "node", w.req.GetNode().GetId())
+	}
+}
+
+func (c *Cache) sendDelta(w *deltaWatch, resp cache.DeltaResponse) {
+	delete(c.delta, w)
+	c.metrics.pushed(w.req.GetTypeUrl(), c.at)
+	select {
+	case w.ch <- resp:
+	default:
+		c.log.Warn("xds delta stream has no room for a response", "type", w.req.GetTypeUrl(), "node", w.req.GetNode().GetId())
+	}
+}
+
+// namesFor lists the names a subscription gets from the current snapshot:
+// those it names, or for a wildcard subscription its node's scope.
+func (c *Cache) namesFor(typeURL string, node *core.Node, sub cache.Subscription) []string {
+	var names []string
+	if sub.IsWildcard() {
+		if gw := gatewayOf(node); gw != "" {
+			names = append(names, c.snap.Scope(gw, typeURL)...)
+		} else if typeURL == ClusterType || typeURL == EndpointType {
+			// A mesh proxy (a sidecar Envoy) may use any cluster. API
+			// listeners are for proxyless clients, which name them.
+			names = c.snap.Names(typeURL)
+		}
+	}
+	for name := range sub.SubscribedResources() {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// gatewayOf returns the Gateway a node serves, from its metadata.
+func gatewayOf(node *core.Node) string {
+	return node.GetMetadata().GetFields()[GatewayMetadataKey].GetStringValue()
+}
+
+// sotwResponse builds the State-of-the-World response for a request, and
+// says whether to send it: when the client has had nothing of this type on
+// this stream yet, or when the content differs from what it last received.
+func (c *Cache) sotwResponse(req *discovery.DiscoveryRequest, sub cache.Subscription) (cache.Response, bool) {
+	typeURL := req.GetTypeUrl()
+	returned := map[string]string{}
+	var resources []*anypb.Any
+	for _, name := range c.namesFor(typeURL, req.GetNode(), sub) {
+		if _, dup := returned[name]; dup {
+			continue
+		}
+		if r, ok := c.snap.Get(typeURL, name); ok {
+			returned[name] = r.Version
+			resources = append(resources, r.Any)
+		}
+	}
+	if req.GetResponseNonce() != "" && sameVersions(returned, sub.ReturnedResources()) {
+		return nil, false
+	}
+	return &response{
+		req:      req,
+		returned: returned,
+		out: &discovery.DiscoveryResponse{
+			VersionInfo: versionOf(returned),
+			Resources:   resources,
+			TypeUrl:     typeURL,
+		},
+	}, true
+}
+
+// deltaResponse builds the Delta response for a request: the resources whose
+// version differs from what the client has, and the names it has that are
+// gone. Nothing to send, no response.
+func (c *Cache) deltaResponse(req *discovery.DeltaDiscoveryRequest, sub cache.Subscription) (cache.DeltaResponse, bool) {
+	typeURL := req.GetTypeUrl()
+	had := sub.ReturnedResources()
+	next := map[string]string{}
+	var changed []*discovery.Resource
+	for _, name := range c.namesFor(typeURL, req.GetNode(), sub) {
+		r, ok := c.snap.Get(typeURL, name)
+		if !ok {
+			continue
+		}
+		next[name] = r.Version
+		if had[name] != r.Version {
+			changed = append(changed, &discovery.Resource{Name: name, Version: r.Version, Resource: r.Any})
+		}
+	}
+	var removed []string
+	for name, v := range had {
+		if _, ok := next[name]; !ok && v != "" {
+			removed = append(removed, name)
+		}
+	}
+	sort.Strings(removed)
+	if len(changed) == 0 && len(removed) == 0 {
+		return nil, false
+	}
+	return &deltaResponse{
+		req:  req,
+		next: next,
+		out: &discovery.DeltaDiscoveryResponse{
+			SystemVersionInfo: versionOf(next),
+			Resources:         changed,
+			RemovedResources:  removed,
+			TypeUrl:           typeURL,
+		},
+	}, true
+}
+
+func sameVersions(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// versionOf is the version of a set of resources: a hash of their names and
+// versions, so the same content has the same version on every replica.
+func versionOf(versions map[string]string) string {
+	names := make([]string, 0, len(versions))
+	for n := range versions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(versions[n]))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}

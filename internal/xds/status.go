@@ -1,0 +1,270 @@
+package xds
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// Sync states of one resource type of a proxy, as `sluice proxies` shows them.
+const (
+	// Synced: the proxy ACKed the last version sent.
+	Synced = "SYNCED"
+	// Stale: a version was sent and is not ACKed (yet).
+	Stale = "STALE"
+	// NACKed: the proxy rejected the last version sent; it runs its last good one.
+	NACKed = "NACKED"
+	// NotSent: the proxy asked for the type and has been sent nothing yet.
+	NotSent = "NOT SENT"
+)
+
+// ProxyStatus is what the server knows of one connected xDS client.
+type ProxyStatus struct {
+	Node           string                 `json:"node"`
+	Address        string                 `json:"address"`
+	Client         string                 `json:"client"`
+	ClientVersion  string                 `json:"clientVersion,omitempty"`
+	Protocol       string                 `json:"protocol"` // "sotw" or "delta"
+	ConnectedSince time.Time              `json:"connectedSince"`
+	Types          map[string]*TypeStatus `json:"types"` // by LDS, RDS, CDS, EDS, SDS
+}
+
+// TypeStatus is the sync state of one resource type of a proxy.
+type TypeStatus struct {
+	State  string    `json:"state"`
+	Sent   string    `json:"sent,omitempty"`
+	SentAt time.Time `json:"sentAt,omitzero"`
+	Acked  string    `json:"acked,omitempty"`
+	// Resources is how many resources of the type the proxy asked for by
+	// name (0 for a wildcard subscription).
+	Resources int   `json:"resources"`
+	LastNACK  *NACK `json:"lastNACK,omitempty"`
+}
+
+// NACK is a response a proxy rejected.
+type NACK struct {
+	Version string    `json:"version"`
+	Error   string    `json:"error"`
+	Time    time.Time `json:"time"`
+}
+
+// Proxies tracks every xDS stream from the server's callbacks.
+type Proxies struct {
+	metrics *metrics
+	now     func() time.Time
+
+	mu      sync.Mutex // guards streams
+	streams map[streamKey]*proxy
+}
+
+// streamKey tells streams apart: go-control-plane numbers State-of-the-World
+// and Delta streams separately.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+type proxy struct {
+	status ProxyStatus
+	// sent maps each type's response nonces to the versions they carried, so
+	// an ACK or NACK names the version it is about.
+	sent map[string]map[string]string
+}
+
+// NewProxies returns an empty tracker.
+func NewProxies(m *metrics) *Proxies {
+	if m == nil {
+		m = newMetrics(nil)
+	}
+	return &Proxies{metrics: m, now: time.Now, streams: map[streamKey]*proxy{}}
+}
+
+var _ serverv3.Callbacks = (*Proxies)(nil)
+
+// List returns every connected proxy, sorted by node id.
+func (p *Proxies) List() []ProxyStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(p.streams))
+	for _, s := range p.streams {
+		st := s.status
+		st.Types = make(map[string]*TypeStatus, len(s.status.Types))
+		for k, v := range s.status.Types {
+			c := *v
+			st.Types[k] = &c
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].ConnectedSince.Before(out[j].ConnectedSince)
+	})
+	return out
+}
+
+func (p *Proxies) open(ctx context.Context, key streamKey) {
+	st := ProxyStatus{ConnectedSince: p.now().UTC(), Protocol: "sotw", Types: map[string]*TypeStatus{}}
+	if key.delta {
+		st.Protocol = "delta"
+	}
+	if pr, ok := peer.FromContext(ctx); ok {
+		st.Address = pr.Addr.String()
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if ua := md.Get("user-agent"); len(ua) > 0 {
+			st.Client = ua[0]
+		}
+	}
+	p.mu.Lock()
+	p.streams[key] = &proxy{status: st, sent: map[string]map[string]string{}}
+	p.mu.Unlock()
+	p.metrics.proxies.Inc()
+}
+
+func (p *Proxies) close(key streamKey) {
+	p.mu.Lock()
+	_, ok := p.streams[key]
+	delete(p.streams, key)
+	p.mu.Unlock()
+	if ok {
+		p.metrics.proxies.Dec()
+	}
+}
+
+// errNoNodeID refuses a stream whose client did not say who it is.
+var errNoNodeID = status.Error(codes.InvalidArgument,
+	"xds: the request has no node id; set node.id in the client's bootstrap (GRPC_XDS_BOOTSTRAP) or Envoy's --service-node")
+
+// request records a request: the node's identity, and the ACK or NACK it
+// carries for the response whose nonce it names.
+func (p *Proxies) request(key streamKey, node *core.Node, typeURL string, names int, nonce, errText string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.streams[key]
+	if !ok {
+		return nil
+	}
+	if node != nil {
+		if node.GetId() == "" {
+			return errNoNodeID
+		}
+		s.status.Node = node.GetId()
+		if name := node.GetUserAgentName(); name != "" {
+			s.status.Client = name
+		}
+		s.status.ClientVersion = node.GetUserAgentVersion()
+	} else if s.status.Node == "" {
+		return errNoNodeID
+	}
+	t := shortType(typeURL)
+	ts := s.status.Types[t]
+	if ts == nil {
+		ts = &TypeStatus{State: NotSent}
+		s.status.Types[t] = ts
+	}
+	ts.Resources = names
+	if nonce == "" {
+		return nil
+	}
+	version, known := s.sent[t][nonce]
+	if !known {
+		return nil
+	}
+	delete(s.sent[t], nonce)
+	if errText != "" {
+		ts.LastNACK = &NACK{Version: version, Error: errText, Time: p.now().UTC()}
+		p.metrics.nacks.WithLabelValues(t).Inc()
+	} else {
+		ts.Acked = version
+	}
+	ts.State = stateOf(ts)
+	return nil
+}
+
+// response records a response about to be sent.
+func (p *Proxies) response(key streamKey, typeURL, version, nonce string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.streams[key]
+	if !ok {
+		return
+	}
+	t := shortType(typeURL)
+	ts := s.status.Types[t]
+	if ts == nil {
+		ts = &TypeStatus{}
+		s.status.Types[t] = ts
+	}
+	ts.Sent, ts.SentAt = version, p.now().UTC()
+	ts.State = stateOf(ts)
+	if s.sent[t] == nil {
+		s.sent[t] = map[string]string{}
+	}
+	s.sent[t][nonce] = version
+}
+
+func stateOf(ts *TypeStatus) string {
+	switch {
+	case ts.Sent == "":
+		return NotSent
+	case ts.Acked == ts.Sent:
+		return Synced
+	case ts.LastNACK != nil && ts.LastNACK.Version == ts.Sent:
+		return NACKed
+	default:
+		return Stale
+	}
+}
+
+// The go-control-plane callbacks.
+
+func (p *Proxies) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	p.open(ctx, streamKey{id: id})
+	return nil
+}
+
+func (p *Proxies) OnStreamClosed(id int64, _ *core.Node) { p.close(streamKey{id: id}) }
+
+func (p *Proxies) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	return p.request(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), len(req.GetResourceNames()),
+		req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
+}
+
+func (p *Proxies) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	p.response(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+}
+
+func (p *Proxies) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	p.open(ctx, streamKey{delta: true, id: id})
+	return nil
+}
+
+func (p *Proxies) OnDeltaStreamClosed(id int64, _ *core.Node) {
+	p.close(streamKey{delta: true, id: id})
+}
+
+func (p *Proxies) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	return p.request(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), len(req.GetResourceNamesSubscribe()),
+		req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
+}
+
+func (p *Proxies) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	p.response(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+}
+
+func (p *Proxies) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
+	return errFetchUnsupported
+}
+
+func (p *Proxies) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
