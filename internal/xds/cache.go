@@ -266,6 +266,11 @@ func (c *Cache) sotwResponse(req *discovery.DiscoveryRequest, sub cache.Subscrip
 		if r, ok := c.snap.Get(typeURL, name); ok {
 			returned[name] = r.Version
 			resources = append(resources, r.Any)
+		} else {
+			// Recorded as returned-absent, so that asking for a name that
+			// does not exist is answered once (the client learns it does
+			// not exist) and not again until it appears.
+			returned[name] = ""
 		}
 	}
 	if req.GetResponseNonce() != "" && sameVersions(returned, sub.ReturnedResources()) {
