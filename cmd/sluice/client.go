@@ -21,6 +21,7 @@ func addClientCommands(root *cobra.Command) {
 		newDescribeCommand(),
 		newDeleteCommand(),
 		newWatchCommand(),
+		newProxiesCommand(),
 	)
 }
 

@@ -47,6 +47,10 @@ type Config struct {
 	// Registerer receives the API metrics; Gatherer serves /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Extra serves more endpoints behind the same authentication, by
+	// ServeMux pattern: views of other components' state, such as the
+	// connected xDS proxies ("GET /apis/sluice.io/v1alpha1/proxies").
+	Extra map[string]http.Handler
 }
 
 // Server is the HTTP API.
@@ -103,6 +107,9 @@ func New(cfg Config) *Server {
 		api.HandleFunc("PUT "+ns+"/{name}/status", s.writer(http.StatusOK, s.store.UpdateStatus))
 	}
 	api.HandleFunc("GET /apis", s.discovery)
+	for pattern, h := range cfg.Extra {
+		api.Handle(pattern, h)
+	}
 	api.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no API at %s %s", resource.ErrNotFound, r.Method, r.URL.Path))

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -268,3 +270,16 @@ func (p *Proxies) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) e
 }
 
 func (p *Proxies) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// ProxyList is the body of GET /apis/sluice.io/v1alpha1/proxies.
+type ProxyList struct {
+	APIVersion string        `json:"apiVersion"`
+	Kind       string        `json:"kind"`
+	Items      []ProxyStatus `json:"items"`
+}
+
+// ServeHTTP answers with the ProxyList of this server's connected proxies.
+func (p *Proxies) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(ProxyList{APIVersion: "sluice.io/v1alpha1", Kind: "ProxyList", Items: p.List()})
+}
