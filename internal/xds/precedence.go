@@ -24,6 +24,17 @@ const (
 	pathPrefix
 )
 
+// GRPCRoute method match kinds. The GRPCRoute precedence counts
+// characters of service and method, which says nothing useful of regular
+// expressions (whose support is implementation-specific): Sluice puts them
+// after every Exact match and before rules without a method match, for the
+// same reason as path regular expressions.
+const (
+	grpcExact = iota
+	grpcRegex
+	grpcAny
+)
+
 // rank holds what orders one match against the others of a virtual host,
 // in the order the criteria apply.
 type rank struct {
@@ -45,8 +56,10 @@ type rank struct {
 	headers  int
 	queries  int
 
-	// GRPCRoute: characters of the service and method matched (more
-	// first); headers above.
+	// GRPCRoute: method match kind (grpcExact, grpcRegex, grpcAny), then
+	// characters of the service and method matched (more first); headers
+	// above.
+	grpcKind              int
 	serviceLen, methodLen int
 
 	// Ties: the oldest route, then namespace/name, then the rule and the
@@ -65,6 +78,7 @@ func compareRanks(a, b rank) int {
 		cmp.Compare(a.pathKind, b.pathKind),
 		-cmp.Compare(a.pathLen, b.pathLen),
 		-compareBool(a.method, b.method),
+		cmp.Compare(a.grpcKind, b.grpcKind),
 		-cmp.Compare(a.serviceLen, b.serviceLen),
 		-cmp.Compare(a.methodLen, b.methodLen),
 		-cmp.Compare(a.headers, b.headers),

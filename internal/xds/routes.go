@@ -54,9 +54,11 @@ func (r routeObj) parentRefs() []gatewayv1.ParentReference {
 }
 
 func (r routeObj) hostnames() []string {
-	hs := r.grpc.Spec.Hostnames
+	var hs []gatewayv1.Hostname
 	if r.http != nil {
 		hs = r.http.Spec.Hostnames
+	} else {
+		hs = r.grpc.Spec.Hostnames
 	}
 	out := make([]string, len(hs))
 	for i, h := range hs {
@@ -184,10 +186,17 @@ func httpRank(m gatewayv1.HTTPRouteMatch) rank {
 
 // grpcRank ranks a GRPCRoute match by the GRPCRouteRule precedence.
 func grpcRank(m gatewayv1.GRPCRouteMatch) rank {
-	rk := rank{grpc: true, pathKind: pathPrefix, headers: len(m.Headers)}
-	if mm := m.Method; mm != nil {
+	rk := rank{grpc: true, grpcKind: grpcAny, headers: len(m.Headers)}
+	if mm := m.Method; mm != nil && (mm.Service != nil || mm.Method != nil) {
+		rk.grpcKind = grpcExact
+		if mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression {
+			rk.grpcKind = grpcRegex
+		}
 		if mm.Service != nil {
 			rk.serviceLen = len(*mm.Service)
+			if rk.grpcKind == grpcExact {
+				rk.serviceLen = len(strings.TrimPrefix(*mm.Service, "."))
+			}
 		}
 		if mm.Method != nil {
 			rk.methodLen = len(*mm.Method)

@@ -81,13 +81,13 @@ func olderFirst(a, b metav1.Object) int {
 
 func translate(in *Inputs) *translation {
 	t := &translation{
-		in:         in,
-		services:   map[objKey]*resource.Service{},
-		endpoints:  map[string][]*resource.Endpoint{},
-		policies:   map[objKey]*resource.BackendPolicy{},
+		in:              in,
+		services:        map[objKey]*resource.Service{},
+		endpoints:       map[string][]*resource.Endpoint{},
+		policies:        map[objKey]*resource.BackendPolicy{},
 		meshAttached:    map[objKey][]meshAttachment{},
 		gatewayAttached: map[objKey][]routeObj{},
-		snap:       NewSnapshot(),
+		snap:            NewSnapshot(),
 	}
 	for _, s := range in.Services {
 		t.services[keyOf(s)] = s
