@@ -67,50 +67,59 @@ func sortedSet(set map[string]bool) []string {
 }
 
 // gatewayRoutes is the RouteConfiguration of a Gateway's listeners ls on
-// one port: a virtual host per hostname the attached routes serve. A
-// virtual host holds the routes of its own hostname, then those of the
-// wildcards that cover it, then those of "*", which is the Gateway API's
-// hostname precedence. clusters collects the clusters the routes use.
+// one port, with a virtual host per hostname: each listener's, and each
+// that an attached route serves. Requests for a hostname belong to the
+// listener whose hostname matches it most precisely, so its virtual host
+// holds only routes attached to that listener: first those of its own
+// hostname, then of the wildcards that cover it, then of "*" (the Gateway
+// API's hostname precedence). A virtual host may be empty, so that its
+// requests get 404 instead of going to a wider one. clusters collects the
+// clusters the routes use.
 func (t *translation) gatewayRoutes(gw *gatewayv1.Gateway, name string, ls []*gatewayv1.Listener, clusters map[string]bool) *routev3.RouteConfiguration {
-	hostnames := map[routeObj][]string{}
+	// hostnames[r][l] is what route r serves on listener l.
+	hostnames := map[routeObj]map[*gatewayv1.Listener][]string{}
 	var attached []routeObj
+	all := map[string]bool{}
 	for _, l := range ls {
-		listenerHost := ""
 		if l.Hostname != nil {
-			listenerHost = string(*l.Hostname)
+			all[string(*l.Hostname)] = true
 		}
 		var candidates []attachedRoute
 		for _, r := range t.gatewayAttached[keyOf(gw)] {
 			if !routeAllowed(gw, l, r) || !refersTo(r, gw, l) {
 				continue
 			}
-			if hs := intersectHostnames(listenerHost, r.hostnames()); len(hs) > 0 {
+			if hs := intersectHostnames(listenerHostname(l), r.hostnames()); len(hs) > 0 {
 				candidates = append(candidates, attachedRoute{route: r, hostnames: hs})
 			}
 		}
 		for _, a := range acceptRoutes(candidates) {
-			if _, ok := hostnames[a.route]; !ok {
+			if hostnames[a.route] == nil {
+				hostnames[a.route] = map[*gatewayv1.Listener][]string{}
 				attached = append(attached, a.route)
 			}
-			hostnames[a.route] = append(hostnames[a.route], a.hostnames...)
+			hostnames[a.route][l] = a.hostnames
+			for _, h := range a.hostnames {
+				all[h] = true
+			}
 		}
 	}
 
 	opts := routeOptions{clusters: clusters}
-	var entries []routeEntry
-	all := map[string]bool{}
+	entries := map[routeObj][]routeEntry{}
 	for _, r := range attached {
-		hs := slices.Compact(slices.Sorted(slices.Values(hostnames[r])))
-		for _, h := range hs {
-			all[h] = true
-		}
-		entries = append(entries, t.entries(attachedRoute{route: r, hostnames: hs}, opts)...)
+		entries[r] = t.entries(attachedRoute{route: r}, opts)
 	}
 	rc := &routev3.RouteConfiguration{Name: name}
 	for _, host := range sortedSet(all) {
+		l := listenerFor(host, ls)
 		var inHost []routeEntry
-		for _, e := range entries {
-			if exact, length, ok := hostRank(e.hostnames, host); ok {
+		for _, r := range attached {
+			exact, length, ok := hostRank(hostnames[r][l], host)
+			if !ok {
+				continue
+			}
+			for _, e := range entries[r] {
 				e.rank.hostExact, e.rank.hostLen = exact, length
 				inHost = append(inHost, e)
 			}
@@ -123,6 +132,31 @@ func (t *translation) gatewayRoutes(gw *gatewayv1.Gateway, name string, ls []*ga
 		})
 	}
 	return rc
+}
+
+// listenerHostname is a listener's hostname, "" for none.
+func listenerHostname(l *gatewayv1.Listener) string {
+	if l.Hostname == nil {
+		return ""
+	}
+	return string(*l.Hostname)
+}
+
+// listenerFor is the listener of ls that gets requests for host: the one
+// whose hostname matches it most precisely, a listener without one last.
+func listenerFor(host string, ls []*gatewayv1.Listener) *gatewayv1.Listener {
+	var best *gatewayv1.Listener
+	bestExact, bestLen := -1, -1
+	for _, l := range ls {
+		h := listenerHostname(l)
+		if h == "" {
+			h = "*"
+		}
+		if exact, length, ok := hostRank([]string{h}, host); ok && (exact > bestExact || (exact == bestExact && length > bestLen)) {
+			best, bestExact, bestLen = l, exact, length
+		}
+	}
+	return best
 }
 
 // refersTo says whether a parentRef of r names listener l of gw: by

@@ -109,7 +109,8 @@ func translate(in *Inputs) *translation {
 	return t
 }
 
-// indexPolicies picks the BackendPolicy of each Service. When several target
+// indexPolicies picks the BackendPolicy of each Service (of those that
+// exist: a route to a missing Service fails anyway). When several target
 // one Service the oldest wins (then the first by namespace/name), as the
 // Gateway API resolves policy conflicts (GEP-713): a newer policy cannot
 // silently change what an established one set, and the choice is stable.
@@ -122,6 +123,9 @@ func (t *translation) indexPolicies() {
 				continue
 			}
 			k := objKey{p.Namespace, ref.Name}
+			if _, exists := t.services[k]; !exists {
+				continue
+			}
 			if _, taken := t.policies[k]; !taken {
 				t.policies[k] = p
 			}
