@@ -17,3 +17,25 @@ type Inputs struct {
 	GRPCRoutes      []*gatewayv1.GRPCRoute
 	Gateways        []*gatewayv1.Gateway
 }
+
+// Add appends obj to the inputs of its kind. It returns false for an object
+// of a kind translation does not read.
+func (in *Inputs) Add(obj any) bool {
+	switch o := obj.(type) {
+	case *resource.Service:
+		in.Services = append(in.Services, o)
+	case *resource.Endpoint:
+		in.Endpoints = append(in.Endpoints, o)
+	case *resource.BackendPolicy:
+		in.BackendPolicies = append(in.BackendPolicies, o)
+	case *gatewayv1.HTTPRoute:
+		in.HTTPRoutes = append(in.HTTPRoutes, o)
+	case *gatewayv1.GRPCRoute:
+		in.GRPCRoutes = append(in.GRPCRoutes, o)
+	case *gatewayv1.Gateway:
+		in.Gateways = append(in.Gateways, o)
+	default:
+		return false
+	}
+	return true
+}

@@ -535,68 +535,103 @@ func gatewayDuration(d *gatewayv1.Duration) *time.Duration {
 	return &v
 }
 
+// ruleFilters is what the filters of a rule (or of a backendRef) do.
+type ruleFilters struct {
+	request, response headerMutation
+	redirect          *gatewayv1.HTTPRequestRedirectFilter
+	rewrite           *gatewayv1.HTTPURLRewriteFilter
+	mirrors           []*routev3.RouteAction_RequestMirrorPolicy
+}
+
+// filters reads the filters of a rule in namespace ns, in order.
+func (t *translation) filters(ns string, filters []gatewayv1.HTTPRouteFilter, opts routeOptions) ruleFilters {
+	var rf ruleFilters
+	for _, f := range filters {
+		switch f.Type {
+		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+			rf.request.apply(f.RequestHeaderModifier)
+		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+			rf.response.apply(f.ResponseHeaderModifier)
+		case gatewayv1.HTTPRouteFilterRequestMirror:
+			if f.RequestMirror != nil {
+				rf.mirrors = append(rf.mirrors, t.mirror(ns, f.RequestMirror, opts))
+			}
+		case gatewayv1.HTTPRouteFilterRequestRedirect:
+			rf.redirect = f.RequestRedirect
+		case gatewayv1.HTTPRouteFilterURLRewrite:
+			rf.rewrite = f.URLRewrite
+		}
+	}
+	return rf
+}
+
+// backends resolves the backendRefs of a rule in namespace ns. Of a
+// backendRef's filters, Envoy applies per backend only header changes and a
+// host rewrite; the others (mirrors, redirects, path rewrites) are not
+// supported there and left out.
+func (t *translation) backends(ns string, refs []gatewayv1.HTTPBackendRef, opts routeOptions) []backend {
+	var out []backend
+	for _, ref := range refs {
+		b := t.resolveBackend(ns, ref.BackendRef, opts)
+		rf := t.filters(ns, ref.Filters, routeOptions{mesh: opts.mesh})
+		b.request, b.response = rf.request, rf.response
+		if rf.rewrite != nil && rf.rewrite.Hostname != nil {
+			b.hostRewrite = string(*rf.rewrite.Hostname)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// httpFilters are GRPCRoute filters as the HTTPRoute filters they are the
+// same as (same types, same type names).
+func httpFilters(filters []gatewayv1.GRPCRouteFilter) []gatewayv1.HTTPRouteFilter {
+	out := make([]gatewayv1.HTTPRouteFilter, len(filters))
+	for i, f := range filters {
+		out[i] = gatewayv1.HTTPRouteFilter{
+			Type:                   gatewayv1.HTTPRouteFilterType(f.Type),
+			RequestHeaderModifier:  f.RequestHeaderModifier,
+			ResponseHeaderModifier: f.ResponseHeaderModifier,
+			RequestMirror:          f.RequestMirror,
+			ExtensionRef:           f.ExtensionRef,
+		}
+	}
+	return out
+}
+
+// httpBackendRefs are GRPCRoute backendRefs as HTTPRoute ones.
+func httpBackendRefs(refs []gatewayv1.GRPCBackendRef) []gatewayv1.HTTPBackendRef {
+	out := make([]gatewayv1.HTTPBackendRef, len(refs))
+	for i, r := range refs {
+		out[i] = gatewayv1.HTTPBackendRef{BackendRef: r.BackendRef, Filters: httpFilters(r.Filters)}
+	}
+	return out
+}
+
 // httpAction sets the action of the route translating match m of an
 // HTTPRoute rule, in namespace ns.
 func (t *translation) httpAction(route *routev3.Route, ns string, rule *gatewayv1.HTTPRouteRule, m gatewayv1.HTTPRouteMatch, opts routeOptions) {
-	var request, response headerMutation
-	var redirect *gatewayv1.HTTPRequestRedirectFilter
-	var rewrite *gatewayv1.HTTPURLRewriteFilter
-	var mirrors []*routev3.RouteAction_RequestMirrorPolicy
-	for _, f := range rule.Filters {
-		switch f.Type {
-		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-			request.apply(f.RequestHeaderModifier)
-		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-			response.apply(f.ResponseHeaderModifier)
-		case gatewayv1.HTTPRouteFilterRequestMirror:
-			if f.RequestMirror != nil {
-				mirrors = append(mirrors, t.mirror(ns, f.RequestMirror, opts))
-			}
-		case gatewayv1.HTTPRouteFilterRequestRedirect:
-			redirect = f.RequestRedirect
-		case gatewayv1.HTTPRouteFilterURLRewrite:
-			rewrite = f.URLRewrite
-		}
-	}
-	route.RequestHeadersToAdd, route.RequestHeadersToRemove = request.add, request.remove
-	route.ResponseHeadersToAdd, route.ResponseHeadersToRemove = response.add, response.remove
+	rf := t.filters(ns, rule.Filters, opts)
+	route.RequestHeadersToAdd, route.RequestHeadersToRemove = rf.request.add, rf.request.remove
+	route.ResponseHeadersToAdd, route.ResponseHeadersToRemove = rf.response.add, rf.response.remove
 	prefix, isPrefix := matchedPrefix(m)
 
-	if redirect != nil {
-		route.Action = &routev3.Route_Redirect{Redirect: redirectAction(redirect, prefix, isPrefix, opts.mesh)}
+	if rf.redirect != nil {
+		route.Action = &routev3.Route_Redirect{Redirect: redirectAction(rf.redirect, prefix, isPrefix, opts.mesh)}
 		return
 	}
-
-	var backends []backend
-	for _, ref := range rule.BackendRefs {
-		b := t.resolveBackend(ns, ref.BackendRef, opts)
-		// Of a backendRef's filters, Envoy can apply per backend only
-		// header changes and a host rewrite; the rest are not supported.
-		for _, f := range ref.Filters {
-			switch f.Type {
-			case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-				b.request.apply(f.RequestHeaderModifier)
-			case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-				b.response.apply(f.ResponseHeaderModifier)
-			case gatewayv1.HTTPRouteFilterURLRewrite:
-				if f.URLRewrite != nil && f.URLRewrite.Hostname != nil {
-					b.hostRewrite = string(*f.URLRewrite.Hostname)
-				}
-			}
-		}
-		backends = append(backends, b)
-	}
+	backends := t.backends(ns, rule.BackendRefs, opts)
 	// An invalid backend answers 500, as the Gateway API asks of HTTPRoutes.
 	a := &routev3.RouteAction{ClusterNotFoundResponseCode: routev3.RouteAction_INTERNAL_SERVER_ERROR}
 	if !setClusters(a, backends) {
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 500}}
 		return
 	}
-	if rewrite != nil {
-		if rewrite.Hostname != nil {
-			a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: string(*rewrite.Hostname)}
+	if rw := rf.rewrite; rw != nil {
+		if rw.Hostname != nil {
+			a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: string(*rw.Hostname)}
 		}
-		if p := rewrite.Path; p != nil {
+		if p := rw.Path; p != nil {
 			switch {
 			case p.Type == gatewayv1.FullPathHTTPPathModifier && p.ReplaceFullPath != nil:
 				a.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: regex("^/.*$"), Substitution: *p.ReplaceFullPath}
@@ -605,7 +640,7 @@ func (t *translation) httpAction(route *routev3.Route, ns string, rule *gatewayv
 			}
 		}
 	}
-	a.RequestMirrorPolicies = mirrors
+	a.RequestMirrorPolicies = rf.mirrors
 	a.HashPolicy = t.hashPolicies(backends)
 
 	var tm timing
@@ -632,36 +667,10 @@ func (t *translation) httpAction(route *routev3.Route, ns string, rule *gatewayv
 // GRPCRoute has no timeouts or retries of its own: those of the
 // BackendPolicy of the Service its backends go to apply.
 func (t *translation) grpcAction(route *routev3.Route, ns string, rule *gatewayv1.GRPCRouteRule, opts routeOptions) {
-	var request, response headerMutation
-	var mirrors []*routev3.RouteAction_RequestMirrorPolicy
-	for _, f := range rule.Filters {
-		switch f.Type {
-		case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
-			request.apply(f.RequestHeaderModifier)
-		case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
-			response.apply(f.ResponseHeaderModifier)
-		case gatewayv1.GRPCRouteFilterRequestMirror:
-			if f.RequestMirror != nil {
-				mirrors = append(mirrors, t.mirror(ns, f.RequestMirror, opts))
-			}
-		}
-	}
-	route.RequestHeadersToAdd, route.RequestHeadersToRemove = request.add, request.remove
-	route.ResponseHeadersToAdd, route.ResponseHeadersToRemove = response.add, response.remove
-
-	var backends []backend
-	for _, ref := range rule.BackendRefs {
-		b := t.resolveBackend(ns, ref.BackendRef, opts)
-		for _, f := range ref.Filters {
-			switch f.Type {
-			case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
-				b.request.apply(f.RequestHeaderModifier)
-			case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
-				b.response.apply(f.ResponseHeaderModifier)
-			}
-		}
-		backends = append(backends, b)
-	}
+	rf := t.filters(ns, httpFilters(rule.Filters), opts)
+	route.RequestHeadersToAdd, route.RequestHeadersToRemove = rf.request.add, rf.request.remove
+	route.ResponseHeadersToAdd, route.ResponseHeadersToRemove = rf.response.add, rf.response.remove
+	backends := t.backends(ns, httpBackendRefs(rule.BackendRefs), opts)
 	a := &routev3.RouteAction{}
 	if !setClusters(a, backends) {
 		// The Gateway API asks for UNAVAILABLE. gRPC maps HTTP 503 to it,
@@ -671,7 +680,7 @@ func (t *translation) grpcAction(route *routev3.Route, ns string, rule *gatewayv
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 503}}
 		return
 	}
-	a.RequestMirrorPolicies = mirrors
+	a.RequestMirrorPolicies = rf.mirrors
 	a.HashPolicy = t.hashPolicies(backends)
 	var tm timing
 	tm.fromPolicy(t.backendPolicy(backends))

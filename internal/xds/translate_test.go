@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluice/sluice/internal/golden"
 	"github.com/sluice/sluice/internal/manifest"
@@ -129,20 +128,7 @@ func loadInputs(t *testing.T, path string) *Inputs {
 		if errs := append(k.Validate(obj), k.ValidateStatus(obj)...); len(errs) > 0 {
 			t.Fatalf("%s: invalid fixture: %v", d, errs.ToAggregate())
 		}
-		switch o := obj.(type) {
-		case *resource.Service:
-			in.Services = append(in.Services, o)
-		case *resource.Endpoint:
-			in.Endpoints = append(in.Endpoints, o)
-		case *resource.BackendPolicy:
-			in.BackendPolicies = append(in.BackendPolicies, o)
-		case *gatewayv1.HTTPRoute:
-			in.HTTPRoutes = append(in.HTTPRoutes, o)
-		case *gatewayv1.GRPCRoute:
-			in.GRPCRoutes = append(in.GRPCRoutes, o)
-		case *gatewayv1.Gateway:
-			in.Gateways = append(in.Gateways, o)
-		default:
+		if !in.Add(obj) {
 			t.Fatalf("%s: kind %s is not a translation input", d, k)
 		}
 	}
