@@ -122,8 +122,7 @@ type routeOptions struct {
 // entries translates every match of every rule of an attached route.
 func (t *translation) entries(a attachedRoute, opts routeOptions) []routeEntry {
 	m := a.route.meta()
-	created := m.GetCreationTimestamp()
-	base := rank{created: created.Time, route: m.GetNamespace() + "/" + m.GetName()}
+	created, key := m.GetCreationTimestamp().Time, m.GetNamespace()+"/"+m.GetName()
 	var out []routeEntry
 	if r := a.route.http; r != nil {
 		for i := range r.Spec.Rules {
@@ -134,7 +133,7 @@ func (t *translation) entries(a attachedRoute, opts routeOptions) []routeEntry {
 			}
 			for j, match := range matches {
 				rk := httpRank(match)
-				rk.created, rk.route, rk.rule, rk.match = base.created, base.route, i, j
+				rk.created, rk.route, rk.rule, rk.match = created, key, i, j
 				name := fmt.Sprintf("%s/%s/%s/rule/%d/match/%d", kindHTTPRoute, r.Namespace, r.Name, i, j)
 				e := routeEntry{rank: rk, hostnames: a.hostnames}
 				for _, rm := range httpMatches(match, opts.mesh) {
@@ -156,7 +155,7 @@ func (t *translation) entries(a attachedRoute, opts routeOptions) []routeEntry {
 		}
 		for j, match := range matches {
 			rk := grpcRank(match)
-			rk.created, rk.route, rk.rule, rk.match = base.created, base.route, i, j
+			rk.created, rk.route, rk.rule, rk.match = created, key, i, j
 			route := &routev3.Route{
 				Name:  fmt.Sprintf("%s/%s/%s/rule/%d/match/%d", kindGRPCRoute, r.Namespace, r.Name, i, j),
 				Match: grpcMatch(match),
@@ -170,7 +169,7 @@ func (t *translation) entries(a attachedRoute, opts routeOptions) []routeEntry {
 
 // httpRank ranks an HTTPRoute match by the HTTPRouteRule precedence.
 func httpRank(m gatewayv1.HTTPRouteMatch) rank {
-	rk := rank{pathKind: pathPrefix, pathLen: 0, method: m.Method != nil, headers: len(m.Headers), queries: len(m.QueryParams)}
+	rk := rank{pathKind: pathPrefix, method: m.Method != nil, headers: len(m.Headers), queries: len(m.QueryParams)}
 	if p := m.Path; p != nil && p.Value != nil {
 		switch pathType(p) {
 		case gatewayv1.PathMatchExact:

@@ -21,12 +21,12 @@ import (
 // so equal inputs in any order give byte-identical resources.
 //
 // Each resource is checked with its protoc-gen-validate rules (ValidateAll)
-// before it is added. One that fails is left out rather than served: a client
-// NACKs an invalid resource and keeps its last good one, and one bad object
-// must not take routing down for every client of a shared resource. A route
-// that fails is dropped from its RouteConfiguration for the same reason.
-// Nothing is reported: the inputs were validated on write, so a drop means a
-// translator bug, which the golden tests catch (see translation.dropped).
+// before it is added, and one that fails is left out: served, it would be
+// NACKed by every client, which would then also miss every later change to
+// it. A route that fails is left out of its RouteConfiguration, so that one
+// bad rule does not stop the others. Nothing is reported: the inputs were
+// validated on write, so a failure is a translator bug, which the golden
+// tests catch (they require translation.dropped to be empty).
 //
 // The error is for failures to marshal a resource, which do not happen with
 // valid UTF-8 strings.
@@ -57,8 +57,6 @@ type translation struct {
 
 // objKey names an object within its kind.
 type objKey struct{ namespace, name string }
-
-func (k objKey) String() string { return k.namespace + "/" + k.name }
 
 func keyOf(m metav1.Object) objKey { return objKey{m.GetNamespace(), m.GetName()} }
 
