@@ -326,22 +326,37 @@ func headerMatcher(name, value string, isRegex bool) *routev3.HeaderMatcher {
 type headerMutation struct {
 	add    []*corev3.HeaderValueOption
 	remove []string
+	// host is the value a RequestHeaderModifier sets Host to. Envoy rejects
+	// a whole RouteConfiguration that adds, sets or removes Host as a
+	// header, so setting it becomes a host rewrite and the rest is left out.
+	host string
 }
 
 func (h *headerMutation) apply(f *gatewayv1.HTTPHeaderFilter) {
 	if f == nil {
 		return
 	}
+	isHost := func(name string) bool { return strings.EqualFold(name, "host") }
 	option := func(hdr gatewayv1.HTTPHeader, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
 		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: string(hdr.Name), Value: hdr.Value}, AppendAction: action}
 	}
 	for _, s := range f.Set {
+		if isHost(string(s.Name)) {
+			h.host = s.Value
+			continue
+		}
 		h.add = append(h.add, option(s, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 	}
 	for _, a := range f.Add {
-		h.add = append(h.add, option(a, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD))
+		if !isHost(string(a.Name)) {
+			h.add = append(h.add, option(a, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD))
+		}
 	}
-	h.remove = append(h.remove, f.Remove...)
+	for _, name := range f.Remove {
+		if !isHost(name) {
+			h.remove = append(h.remove, name)
+		}
+	}
 }
 
 // backend is one backendRef of a rule, resolved.
@@ -574,6 +589,7 @@ func (t *translation) backends(ns string, refs []gatewayv1.HTTPBackendRef, opts 
 		b := t.resolveBackend(ns, ref.BackendRef, opts)
 		rf := t.filters(ns, ref.Filters, routeOptions{mesh: opts.mesh})
 		b.request, b.response = rf.request, rf.response
+		b.hostRewrite = rf.request.host
 		if rf.rewrite != nil && rf.rewrite.Hostname != nil {
 			b.hostRewrite = string(*rf.rewrite.Hostname)
 		}
@@ -625,6 +641,9 @@ func (t *translation) httpAction(route *routev3.Route, ns string, rule *gatewayv
 	if !setClusters(a, backends) {
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 500}}
 		return
+	}
+	if rf.request.host != "" {
+		a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rf.request.host}
 	}
 	if rw := rf.rewrite; rw != nil {
 		if rw.Hostname != nil {
@@ -678,6 +697,9 @@ func (t *translation) grpcAction(route *routev3.Route, ns string, rule *gatewayv
 		// instead would let its requests fall through to other rules.
 		route.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 503}}
 		return
+	}
+	if rf.request.host != "" {
+		a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rf.request.host}
 	}
 	a.RequestMirrorPolicies = rf.mirrors
 	a.HashPolicy = t.hashPolicies(backends)
