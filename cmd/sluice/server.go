@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,9 @@ func newServerCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "./sluice-data", "directory of the embedded etcd's data")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:7070", "address of the REST API, UI, health and metrics")
+	f.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "address of the xDS (ADS) server for proxies and proxyless gRPC clients")
+	f.DurationVar(&cfg.XDSDebounceWindow, "xds-debounce-window", 100*time.Millisecond, "a burst of changes becomes one xDS push once it pauses this long")
+	f.DurationVar(&cfg.XDSDebounceMaxDelay, "xds-debounce-max-delay", time.Second, "longest a change waits for its xDS push while changes keep coming")
 	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "use this external etcd cluster (comma-separated client URLs) instead of the embedded etcd")
 	f.StringVar(&cfg.EtcdClientAddr, "etcd-client-addr", "", "loopback host:port of the embedded etcd's client listener (default: a free port)")
 	f.StringVar(&cfg.EtcdPeerAddr, "etcd-peer-addr", "", "loopback host:port of the embedded etcd's peer listener (default: a free port)")

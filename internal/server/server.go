@@ -22,14 +22,22 @@ import (
 
 	"github.com/sluice/sluice/internal/apiserver"
 	"github.com/sluice/sluice/internal/auth"
+	"github.com/sluice/sluice/internal/informer"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
+	"github.com/sluice/sluice/internal/xds"
 )
 
 // Config is what `sluice server` is told by its flags.
 type Config struct {
 	DataDir  string
 	HTTPAddr string
+	// XDSAddr is where ADS is served to proxies and proxyless clients.
+	XDSAddr string
+	// XDSDebounceWindow and XDSDebounceMaxDelay shape how bursts of changes
+	// become snapshots (see xds.ControllerOptions).
+	XDSDebounceWindow   time.Duration
+	XDSDebounceMaxDelay time.Duration
 	// EtcdEndpoints selects an external etcd cluster; empty runs the embedded one.
 	EtcdEndpoints  []string
 	EtcdClientAddr string
@@ -54,8 +62,9 @@ type Server struct {
 	log   *slog.Logger
 	ready chan struct{}
 
-	mu       sync.Mutex // guards httpAddr
+	mu       sync.Mutex // guards httpAddr, xdsAddr
 	httpAddr string
+	xdsAddr  string
 }
 
 // New returns a server; Run starts it.
@@ -77,6 +86,13 @@ func (s *Server) HTTPAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.httpAddr
+}
+
+// XDSAddr is the address ADS listens on, once Ready.
+func (s *Server) XDSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xdsAddr
 }
 
 // CheckListenAddr refuses to serve a non-loopback address without
@@ -115,6 +131,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := CheckListenAddr(cfg.HTTPAddr, tokens != nil, cfg.Insecure); err != nil {
 		return err
 	}
+	if err := checkXDSAddr(cfg.XDSAddr, cfg.Insecure); err != nil {
+		return err
+	}
 	if tokens == nil && !isLoopbackAddr(cfg.HTTPAddr) {
 		s.log.Warn("serving the API on a network address without authentication (--insecure)", "addr", cfg.HTTPAddr)
 	}
@@ -123,6 +142,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	defer ln.Close()
+	xln, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --xds-addr: %w", err)
+	}
+	defer xln.Close()
 
 	endpoints := cfg.EtcdEndpoints
 	embedded := len(endpoints) == 0
@@ -160,11 +184,20 @@ func (s *Server) Run(ctx context.Context) error {
 	st := store.New(client, resource.Builtin(), store.Options{
 		Logger: s.log.With("component", "store"), BookmarkInterval: cfg.BookmarkInterval, Registerer: reg,
 	})
+	xdsLog := s.log.With("component", "xds")
+	ads := xds.NewServer(xds.ServerOptions{Logger: xdsLog, Registerer: reg})
+	sources := xds.InputSources(func(k *resource.Kind) informer.Source {
+		return informer.NewStoreSource(st, k, informer.Scope{})
+	})
+	translator := xds.NewController(sources, ads.Cache, xds.ControllerOptions{
+		Logger: xdsLog, Window: cfg.XDSDebounceWindow, MaxDelay: cfg.XDSDebounceMaxDelay,
+	})
 	api := apiserver.New(apiserver.Config{
 		Store: st, Tokens: tokens, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout, Logger: s.log.With("component", "apiserver"),
 		Registerer: reg,
 		// etcd registers its own metrics with the default registry.
 		Gatherer: prometheus.Gatherers{reg, prometheus.DefaultGatherer},
+		Extra:    map[string]http.Handler{"GET /apis/sluice.io/v1alpha1/proxies": ads.Proxies},
 	})
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -176,6 +209,16 @@ func (s *Server) Run(ctx context.Context) error {
 		maint.DefragInterval, maint.DefragThreshold = cfg.DefragInterval, cfg.DefragThreshold
 	}
 	wg.Go(func() { st.RunMaintenance(bg, maint) })
+	wg.Go(func() {
+		if err := translator.Run(bg); err != nil {
+			s.log.Error("xds translation stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := ads.Serve(bg, xln); err != nil {
+			s.log.Error("xds server stopped", "err", err)
+		}
+	})
 
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(api.CloseWatches)
@@ -183,9 +226,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	s.mu.Lock()
-	s.httpAddr = ln.Addr().String()
+	s.httpAddr, s.xdsAddr = ln.Addr().String(), xln.Addr().String()
 	s.mu.Unlock()
-	s.log.Info("sluice server serving", "http", "http://"+ln.Addr().String(), "etcd", endpoints, "auth", tokens != nil)
+	s.log.Info("sluice server serving", "http", "http://"+ln.Addr().String(), "xds", xln.Addr().String(), "etcd", endpoints, "auth", tokens != nil)
 	close(s.ready)
 
 	select {
@@ -206,6 +249,21 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// checkXDSAddr refuses to serve xDS on the network unless insecure is set:
+// xDS has no authentication yet (workload mTLS comes with the CA), and
+// anyone who can reach it can read the whole routing config.
+func checkXDSAddr(addr string, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--xds-addr %q: %w", addr, err)
+	}
+	if insecure || isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve xDS on %s: xDS has no authentication yet, so anyone who can reach it could read the routing config. "+
+		"Pass --insecure to serve it on the network anyway", addr)
 }
 
 func isLoopbackAddr(addr string) bool {

@@ -31,6 +31,8 @@ func Logger() *slog.Logger {
 type Server struct {
 	// URL is the API's base URL, e.g. http://127.0.0.1:41234.
 	URL string
+	// XDSAddr is the host:port of the ADS server.
+	XDSAddr string
 	// Config is what the server was started with (DataDir and HTTPAddr
 	// included), so Restart brings it back on the same data and address.
 	Config server.Config
@@ -48,6 +50,9 @@ func Start(t testing.TB, cfg server.Config) *Server {
 	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:0"
+	}
+	if cfg.XDSAddr == "" {
+		cfg.XDSAddr = "127.0.0.1:0"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = Logger()
@@ -73,9 +78,10 @@ func (s *Server) start(t testing.TB) {
 		cancel()
 		t.Fatal("servertest: server not ready after 60s")
 	}
-	// Keep the address across restarts, so clients and watches reconnect to it.
-	s.Config.HTTPAddr = srv.HTTPAddr()
+	// Keep the addresses across restarts, so clients and watches reconnect to them.
+	s.Config.HTTPAddr, s.Config.XDSAddr = srv.HTTPAddr(), srv.XDSAddr()
 	s.URL = "http://" + srv.HTTPAddr()
+	s.XDSAddr = srv.XDSAddr()
 }
 
 // Stop shuts the server down gracefully and returns Run's error. Stopping a

@@ -21,7 +21,8 @@ var serverURLRE = regexp.MustCompile(`sluice server serving.*?\bhttp"?[=:]"?(htt
 func startServerBinary(t *testing.T, env []string, args ...string) (*background, string) {
 	t.Helper()
 	c := &cli{t: t, env: env}
-	b := c.start(append([]string{"server"}, args...)...)
+	// A free port for xDS too, so servers run side by side.
+	b := c.start(append([]string{"server", "--xds-addr", "127.0.0.1:0"}, args...)...)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := serverURLRE.FindStringSubmatch(b.stderr.String()); m != nil {
