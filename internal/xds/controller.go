@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/cache"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluice/sluice/internal/informer"
 	"github.com/sluice/sluice/internal/resource"
@@ -183,20 +182,7 @@ func (c *Controller) inputs() *Inputs {
 	in := &Inputs{}
 	for _, inf := range c.informers {
 		for _, o := range inf.List("") {
-			switch o := o.(type) {
-			case *resource.Service:
-				in.Services = append(in.Services, o)
-			case *resource.Endpoint:
-				in.Endpoints = append(in.Endpoints, o)
-			case *resource.BackendPolicy:
-				in.BackendPolicies = append(in.BackendPolicies, o)
-			case *gatewayv1.HTTPRoute:
-				in.HTTPRoutes = append(in.HTTPRoutes, o)
-			case *gatewayv1.GRPCRoute:
-				in.GRPCRoutes = append(in.GRPCRoutes, o)
-			case *gatewayv1.Gateway:
-				in.Gateways = append(in.Gateways, o)
-			}
+			in.Add(o)
 		}
 	}
 	return in
