@@ -1,8 +1,14 @@
 package xdse2e
 
 import (
+	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice/sluice/internal/resource"
+	"github.com/sluice/sluice/internal/xds"
 )
 
 // TestEveryBackendServes: without routes, xds:///greeter.default balances
@@ -26,4 +32,212 @@ func TestEveryBackendServes(t *testing.T) {
 		t.Errorf("%d of %d RPCs failed: %s", got["error"], n, tally(rs))
 	}
 	t.Logf("%d RPCs: %s", n, tally(rs))
+}
+
+// startSplit starts the mesh with greeter's RPCs split 80/20 between
+// greeter-v1 and greeter-v2, and a client sending rate RPCs a second. It
+// returns once the client runs on the split: it ACKed every type with the
+// two clusters of the split, and both versions answered since.
+func startSplit(t *testing.T, rate float64) (*mesh, *proxyless) {
+	t.Helper()
+	m := startMesh(t)
+	m.split(80, 20)
+	c := startClient(t, m.srv.XDSAddr, clientOptions{rate: rate})
+	m.waitProxy(c.node, "synced on the split's two clusters", 20*time.Second, func(p xds.ProxyStatus) bool {
+		return allSynced(p) && p.Types["CDS"].Resources == 2 && p.Types["EDS"].Resources == 2
+	})
+	// The channel switches to a config just after grpc ACKs it.
+	c.waitRPCs(c.mark(), "both versions answering", 10*time.Second, func(rs []rpc) bool {
+		n := count(rs, versionOf)
+		return n["v1"] > 0 && n["v2"] > 0
+	})
+	return m, c
+}
+
+// TestWeightedSplit: a GRPCRoute whose parentRef is the greeter Service
+// splits its RPCs between greeter-v1 and greeter-v2 by the backendRefs'
+// weights.
+func TestWeightedSplit(t *testing.T) {
+	_, c := startSplit(t, 0)
+	const n = 2000
+	rs := c.next(c.mark(), n, 60*time.Second)
+	byVersion := count(rs, versionOf)
+	if byVersion["error"] > 0 {
+		t.Fatalf("%d of %d RPCs failed: %s", byVersion["error"], n, tally(rs))
+	}
+	share := float64(byVersion["v1"]) / n
+	t.Logf("80/20 split: v1 %d, v2 %d of %d RPCs (v1 share %.1f%%); by backend %s", byVersion["v1"], byVersion["v2"], n, 100*share, tally(rs))
+	if share < 0.75 || share > 0.85 {
+		t.Errorf("v1 answered %.1f%% of %d RPCs (v1 %d, v2 %d), want 80%% ± 5%%", 100*share, n, byVersion["v1"], byVersion["v2"])
+	}
+}
+
+// isVersion selects the ServerIds of one version.
+func isVersion(v string) func(string) bool {
+	return func(server string) bool { return versionOf(server) == v }
+}
+
+// is selects one ServerId.
+func is(id string) func(string) bool {
+	return func(server string) bool { return server == id }
+}
+
+// maxConvergence bounds how long a change may take to reach a client.
+const maxConvergence = 2 * time.Second
+
+// quiet is how many RPCs in a row (a second at 200 RPCs/s) show that a
+// change is complete.
+const quiet = 200
+
+// TestWeightChange: new weights reach a running client, with no RPC lost,
+// within maxConvergence of the API acknowledging the write.
+func TestWeightChange(t *testing.T) {
+	m, c := startSplit(t, 200)
+	mark := c.mark()
+	m.split(0, 100)
+	took := c.waitGone(mark, time.Now(), "only v2 answers after weights 0/100", isVersion("v1"), quiet, 10*time.Second)
+	t.Logf("weights 80/20 → 0/100: only v2 answers %v after the write", took.Round(time.Millisecond))
+	if took > maxConvergence {
+		t.Errorf("v1 answered until %v after the write of weights 0/100, want at most %v", took, maxConvergence)
+	}
+}
+
+// TestEndpointDrain: an Endpoint deleted, or marked unhealthy, stops getting
+// RPCs within maxConvergence; marked healthy again, it gets them again.
+func TestEndpointDrain(t *testing.T) {
+	m := startMesh(t)
+	c := startClient(t, m.srv.XDSAddr, clientOptions{rate: 200})
+	c.waitRPCs(0, "every backend answering", 20*time.Second, func(rs []rpc) bool {
+		n := count(rs, func(s string) string { return s })
+		return n["v1-a"] > 0 && n["v1-b"] > 0 && n["v2-a"] > 0
+	})
+
+	mark := c.mark()
+	m.delete(endpoints, endpointName("v1-b"))
+	took := c.waitGone(mark, time.Now(), "v1-b drained after its Endpoint was deleted", is("v1-b"), quiet, 10*time.Second)
+	t.Logf("Endpoint deleted: drained %v after the write", took.Round(time.Millisecond))
+	if took > maxConvergence {
+		t.Errorf("v1-b answered until %v after its Endpoint was deleted, want at most %v", took, maxConvergence)
+	}
+
+	mark = c.mark()
+	m.setHealth(endpointName("v1-a"), resource.HealthUnhealthy)
+	took = c.waitGone(mark, time.Now(), "v1-a drained after it was marked unhealthy", is("v1-a"), quiet, 10*time.Second)
+	t.Logf("Endpoint unhealthy: drained %v after the write", took.Round(time.Millisecond))
+	if took > maxConvergence {
+		t.Errorf("v1-a answered until %v after it was marked unhealthy, want at most %v", took, maxConvergence)
+	}
+
+	mark = c.mark()
+	m.setHealth(endpointName("v1-a"), resource.HealthHealthy)
+	healthy := time.Now()
+	rs := c.waitRPCs(mark, "v1-a answering again after it was marked healthy", 10*time.Second, func(rs []rpc) bool {
+		return slices.ContainsFunc(rs, func(r rpc) bool { return r.server == "v1-a" })
+	})
+	back := rs[slices.IndexFunc(rs, func(r rpc) bool { return r.server == "v1-a" })].at.Sub(healthy)
+	t.Logf("Endpoint healthy again: answering %v after the write", back.Round(time.Millisecond))
+	if back > maxConvergence {
+		t.Errorf("v1-a answered %v after it was marked healthy, want at most %v", back, maxConvergence)
+	}
+	if f := failures(rs); len(f) > 0 {
+		t.Errorf("%d RPCs failed after v1-a was marked healthy: %s", len(f), tally(rs))
+	}
+}
+
+// badRule is a GRPCRoute rule the API accepts and grpc-go rejects: a header
+// regex that compiles alone, but not as grpc anchors it, ^(?:\Qcanary)$,
+// since \Q quotes to the end of the pattern, closing parenthesis included.
+// Envoy matches safe_regex without wrapping it, and would take it.
+var badRule = map[string]any{
+	"matches": []any{map[string]any{"headers": []any{
+		map[string]any{"type": "RegularExpression", "name": "x-canary", "value": `\Qcanary`},
+	}}},
+	"backendRefs": []any{backendRef("greeter-v2", 1)},
+}
+
+// TestNACK: a client that rejects a RouteConfiguration keeps serving on its
+// last good one; the server records the NACK with grpc's error text, shows
+// it in `sluice proxies`, and does not send the rejected version again.
+// Once the cause is gone, the client is in sync again.
+func TestNACK(t *testing.T) {
+	m, c := startSplit(t, 200)
+	good := m.waitProxy(c.node, "synced", 10*time.Second, allSynced).Types["RDS"].Acked
+	mark := c.mark()
+	m.split(80, 20, badRule)
+	p := m.waitProxy(c.node, "NACKED on RDS", 10*time.Second, func(p xds.ProxyStatus) bool {
+		return p.Types["RDS"].State == xds.NACKed
+	})
+	rds := *p.Types["RDS"]
+	nack := rds.LastNACK
+	t.Logf("RDS NACK of %s: %s", nack.Version, nack.Error)
+	if nack.Version != rds.Sent || rds.Acked != good {
+		t.Errorf("RDS sent %s, acked %s, NACK of %s; want the NACK of the version sent and %s still acked", rds.Sent, rds.Acked, nack.Version, good)
+	}
+	// grpc-go's words, about the resource it rejected.
+	for _, want := range []string{`resource "greeter.default"`, "invalid header matcher", "x-canary"} {
+		if !strings.Contains(nack.Error, want) {
+			t.Errorf("the NACK's error text does not contain %q: %q", want, nack.Error)
+		}
+	}
+
+	// The rejected version is not sent again: what the server records of
+	// every response it sends (RDS sent, sentAt), the NACKs it counts and the
+	// pushes it counts all stay put.
+	pushes, nacks := `sluice_xds_pushes_total{type="RDS"}`, `sluice_xds_nacks_total{type="RDS"}`
+	pushed, nacked := m.metric(pushes), m.metric(nacks)
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		p, ok := m.proxy(c.node)
+		now := p.Types["RDS"]
+		if !ok || now == nil || now.Sent != rds.Sent || !now.SentAt.Equal(rds.SentAt) || now.State != xds.NACKed ||
+			now.LastNACK == nil || !now.LastNACK.Time.Equal(nack.Time) {
+			t.Fatalf("after the NACK, RDS changed: was sent %s at %v and NACKed at %v; now %s", rds.Sent, rds.SentAt, nack.Time, describe(p, ok))
+		}
+	}
+	if p, n := m.metric(pushes), m.metric(nacks); p != pushed || n != nacked {
+		t.Errorf("over 2s after the NACK, %s went %v → %v and %s %v → %v; want both unchanged", pushes, pushed, p, nacks, nacked, n)
+	}
+	// The client served on its last good config all along.
+	rs := c.since(mark)
+	if f := failures(rs); len(f) > 0 || len(rs) < 200 {
+		t.Errorf("while NACKing, the client's RPCs: %s; want at least 200, none failed", tally(rs))
+	}
+
+	// sluice proxies shows the NACK.
+	wide := sluice(t, m.srv.URL, "proxies", "-o", "wide")
+	row := rowOf(wide, c.node)
+	for _, want := range []string{"NACKED", "RDS " + nack.Version[:8], strings.Join(strings.Fields(nack.Error), " ")} {
+		if !strings.Contains(row, want) {
+			t.Errorf("sluice proxies -o wide: the row of %s does not contain %q:\n%s", c.node, want, wide)
+		}
+	}
+	var list xds.ProxyList
+	out := sluice(t, m.srv.URL, "proxies", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("sluice proxies -o json: %v\n%s", err, out)
+	}
+	i := slices.IndexFunc(list.Items, func(p xds.ProxyStatus) bool { return p.Node == c.node })
+	if i < 0 || list.Items[i].Types["RDS"].State != xds.NACKed || list.Items[i].Types["RDS"].LastNACK.Error != nack.Error {
+		t.Errorf("sluice proxies -o json does not show %s NACKED on RDS with grpc's error:\n%s", c.node, out)
+	}
+
+	// Without the bad rule, the client is in sync again, on the version it
+	// had: versions are hashes of content.
+	m.split(80, 20)
+	p = m.waitProxy(c.node, "synced again without the bad rule", 10*time.Second, allSynced)
+	if got := p.Types["RDS"].Acked; got != good {
+		t.Errorf("RDS acked %s after the bad rule went, want %s, the version of the same content before", got, good)
+	}
+	if rs := c.since(mark); len(failures(rs)) > 0 {
+		t.Errorf("RPCs failed during the test: %s", tally(rs))
+	}
+}
+
+// rowOf returns the line of a table that starts with name.
+func rowOf(table, name string) string {
+	for line := range strings.Lines(table) {
+		if strings.HasPrefix(line, name+" ") {
+			return line
+		}
+	}
+	return ""
 }
