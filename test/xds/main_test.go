@@ -29,6 +29,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -78,7 +80,12 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	code := m.Run()
+	if err := goleak.Find(); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, "xdse2e: leaked goroutines:", err)
+		return 1
+	}
+	return code
 }
 
 // moduleRoot is the sluice module's directory: go test runs a test in its
