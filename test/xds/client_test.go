@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -224,6 +225,18 @@ func (c *proxyless) waitGone(mark int, start time.Time, what string, gone func(s
 		return true
 	})
 	return max(switched.Sub(start), 0)
+}
+
+// waitAnswer waits until server answers an RPC after mark, and returns how
+// long after start it first did. Every RPC after mark must succeed.
+func (c *proxyless) waitAnswer(mark int, start time.Time, server, what string, timeout time.Duration) time.Duration {
+	c.t.Helper()
+	answered := func(r rpc) bool { return r.server == server }
+	rs := c.waitRPCs(mark, what, timeout, func(rs []rpc) bool { return slices.ContainsFunc(rs, answered) })
+	if f := failures(rs); len(f) > 0 {
+		c.t.Fatalf("client %s: %d RPCs failed while waiting until %s, first: %q; all since: %s", c.node, len(f), what, f[0].err, tally(rs))
+	}
+	return rs[slices.IndexFunc(rs, answered)].at.Sub(start)
 }
 
 // failures returns the failed RPCs.

@@ -107,10 +107,16 @@ func startMesh(t *testing.T) *mesh {
 		m.apply(services, "greeter-"+v, service("greeter-"+v, map[string]string{"app": "greeter", "version": v}))
 	}
 	for _, b := range backendIDs {
-		be := startBackend(t, b.id)
-		m.apply(endpoints, endpointName(b.id), endpoint(endpointName(b.id), b.version, b.zone, be.port))
+		m.addBackend(b.id, b.version, b.zone)
 	}
 	return m
+}
+
+// addBackend starts a backend answering as id and applies its Endpoint.
+func (m *mesh) addBackend(id, version, zone string) {
+	m.t.Helper()
+	b := startBackend(m.t, id)
+	m.apply(endpoints, endpointName(id), endpoint(endpointName(id), version, zone, b.port))
 }
 
 func (m *mesh) ctx() (context.Context, context.CancelFunc) {
