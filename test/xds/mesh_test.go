@@ -50,7 +50,7 @@ var (
 	endpoints     = client.ResourceOf(resource.EndpointKind)
 	grpcRoutes    = client.ResourceOf(resource.GRPCRouteKind)
 	proxiesPath   = "/apis/sluice.io/v1alpha1/proxies"
-	requestTimout = 10 * time.Second
+	requestTimeout = 10 * time.Second
 )
 
 // backend is a real gRPC server of the interop TestService.
@@ -120,7 +120,7 @@ func (m *mesh) addBackend(id, version, zone string) {
 }
 
 func (m *mesh) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), requestTimout)
+	return context.WithTimeout(context.Background(), requestTimeout)
 }
 
 // apply creates or updates an object through the API; it returns once the
