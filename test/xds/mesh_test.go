@@ -46,10 +46,10 @@ func versionOf(serverID string) string {
 func endpointName(serverID string) string { return "greeter-" + serverID }
 
 var (
-	services      = client.ResourceOf(resource.ServiceKind)
-	endpoints     = client.ResourceOf(resource.EndpointKind)
-	grpcRoutes    = client.ResourceOf(resource.GRPCRouteKind)
-	proxiesPath   = "/apis/sluice.io/v1alpha1/proxies"
+	services       = client.ResourceOf(resource.ServiceKind)
+	endpoints      = client.ResourceOf(resource.EndpointKind)
+	grpcRoutes     = client.ResourceOf(resource.GRPCRouteKind)
+	proxiesPath    = "/apis/sluice.io/v1alpha1/proxies"
 	requestTimeout = 10 * time.Second
 )
 
