@@ -173,6 +173,19 @@ func validDuration(p *field.Path, d *gatewayv1.Duration) (time.Duration, field.E
 	return v, nil
 }
 
+// validRegexPart checks a regular expression that the translation embeds in
+// a larger one (a gRPC service or method inside a path pattern): it must also
+// compile as a group, which rules out an unterminated \Q quoting the rest.
+func validRegexPart(p *field.Path, expr string) field.ErrorList {
+	if errs := validRegex(p, expr); len(errs) > 0 {
+		return errs
+	}
+	if _, err := regexp.Compile("(?:" + expr + ")"); err != nil {
+		return field.ErrorList{field.Invalid(p, expr, "must be a regular expression that can be embedded in the method path pattern (an unterminated \\Q would quote the rest): "+err.Error())}
+	}
+	return nil
+}
+
 func validRegex(p *field.Path, expr string) field.ErrorList {
 	if _, err := regexp.Compile(expr); err != nil {
 		return field.ErrorList{field.Invalid(p, expr, "must be a valid RE2 regular expression: "+err.Error())}

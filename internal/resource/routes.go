@@ -382,10 +382,10 @@ func validateGRPCMatch(p *field.Path, m gatewayv1.GRPCRouteMatch) field.ErrorLis
 			}
 		case gatewayv1.GRPCMethodMatchRegularExpression:
 			if mm.Service != nil {
-				errs = append(errs, validRegex(mp.Child("service"), *mm.Service)...)
+				errs = append(errs, validRegexPart(mp.Child("service"), *mm.Service)...)
 			}
 			if mm.Method != nil {
-				errs = append(errs, validRegex(mp.Child("method"), *mm.Method)...)
+				errs = append(errs, validRegexPart(mp.Child("method"), *mm.Method)...)
 			}
 		}
 	}

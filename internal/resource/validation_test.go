@@ -208,6 +208,10 @@ spec: {rules: [{matches: [{method: {}}]}]}`, []string{"spec.rules[0].matches[0].
 metadata: {name: g}
 spec: {rules: [{matches: [{method: {service: "hello world", method: "Say/Hello"}}]}]}`,
 			[]string{"spec.rules[0].matches[0].method.service: must be a fully qualified gRPC service name", "spec.rules[0].matches[0].method.method: must be a gRPC method name"}},
+		{"grpcroute method regex must embed", resource.GRPCRouteKind, `
+metadata: {name: g}
+spec: {rules: [{matches: [{method: {type: RegularExpression, service: '\Qgrpc.testing.TestService'}}]}]}`,
+			[]string{"spec.rules[0].matches[0].method.service: must be a regular expression that can be embedded"}},
 		{"grpcroute filter type", resource.GRPCRouteKind, `
 metadata: {name: g}
 spec: {rules: [{filters: [{type: URLRewrite}]}]}`, []string{`spec.rules[0].filters[0].type: unsupported value "URLRewrite"`}},

@@ -56,18 +56,16 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	sluiceBin, testclientBin = filepath.Join(dir, "sluice"), filepath.Join(dir, "testclient")
-	// The client is a module of its own (it needs grpc's xds package, whose
-	// dependencies the server does not): build it in its directory.
-	builds := []struct{ out, dir, pkg string }{
-		{sluiceBin, root, "./cmd/sluice"},
-		{testclientBin, filepath.Join(root, "test", "xds", "testclient"), "."},
+	builds := []struct{ out, pkg string }{
+		{sluiceBin, "./cmd/sluice"},
+		{testclientBin, "./test/xds/testclient"},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup
 	for i, b := range builds {
 		wg.Go(func() {
 			cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-			cmd.Dir = b.dir
+			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
 				errs[i] = fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
 			}
