@@ -172,6 +172,9 @@ func (c *Controller) build() {
 		c.log.Error("xds translation failed; serving the previous snapshot", "err", err)
 		return
 	}
+	if p := snap.Problems(); len(p) > 0 {
+		c.log.Warn("xds translation left resources out", "problems", p)
+	}
 	c.cache.SetSnapshot(snap, changedAt)
 	c.log.Debug("xds snapshot built", "took", time.Since(start),
 		"listeners", snap.Len(ListenerType), "routes", snap.Len(RouteType), "clusters", snap.Len(ClusterType))

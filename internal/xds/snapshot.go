@@ -56,6 +56,8 @@ type Snapshot struct {
 	// scopes lists, for a gateway ("namespace/name"), the names of each type
 	// it gets when it subscribes to everything (a wildcard request).
 	scopes map[string]map[string][]string
+	// problems describes what the translation left out, for the logs.
+	problems []string
 }
 
 // NewSnapshot returns an empty snapshot.
@@ -105,6 +107,11 @@ func (s *Snapshot) Names(typeURL string) []string {
 func (s *Snapshot) Scope(gateway, typeURL string) []string {
 	return s.scopes[gateway][typeURL]
 }
+
+// Problems describes the resources and routes the translation left out
+// because they failed validation (a translator bug: inputs are validated on
+// write).
+func (s *Snapshot) Problems() []string { return s.problems }
 
 // Len is the number of resources of a type.
 func (s *Snapshot) Len(typeURL string) int { return len(s.resources[typeURL]) }

@@ -24,14 +24,15 @@ import (
 // before it is added, and one that fails is left out: served, it would be
 // NACKed by every client, which would then also miss every later change to
 // it. A route that fails is left out of its RouteConfiguration, so that one
-// bad rule does not stop the others. Nothing is reported: the inputs were
-// validated on write, so a failure is a translator bug, which the golden
-// tests catch (they require translation.dropped to be empty).
+// bad rule does not stop the others. What was left out is in the snapshot's
+// Problems, for the logs: the inputs were validated on write, so a failure
+// is a translator bug, which the golden tests catch (they require it empty).
 //
 // The error is for failures to marshal a resource, which do not happen with
 // valid UTF-8 strings.
 func Translate(in *Inputs) (*Snapshot, error) {
 	tr := translate(in)
+	tr.snap.problems = tr.dropped
 	return tr.snap, tr.err
 }
 
