@@ -20,7 +20,9 @@ func newProxiesCommand() *cobra.Command {
 sluice gateway) with, per resource type, SYNCED (the client ACKed the last
 version sent), STALE (sent, not ACKed yet), NACKED (the client rejected the
 last version sent and runs its previous config) or NOT SENT. -o wide adds the
-versions sent and the text of the last NACK of each type.`,
+server replica each client is connected to, the versions sent and the text
+of the last NACK of each type. With several server replicas, the server asked
+gathers the proxies of every replica.`,
 		Example: "  sluice proxies\n  sluice proxies -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,6 +44,9 @@ versions sent and the text of the last NACK of each type.`,
 			var list xds.ProxyList
 			if err := json.Unmarshal(raw, &list); err != nil {
 				return err
+			}
+			for _, u := range list.Unreachable {
+				cmd.PrintErrln("Warning: proxies of a server replica are missing:", u)
 			}
 			if len(list.Items) == 0 {
 				cmd.PrintErrln("No proxies connected.")

@@ -19,14 +19,15 @@ var proxyTypes = []string{"CDS", "LDS", "EDS", "RDS", "SDS"}
 
 // PrintProxies writes the connected proxies as a table like `istioctl
 // proxy-status`: a column per xDS type with SYNCED, STALE, NACKED or NOT
-// SENT ("-" for a type the proxy never asked for). Wide adds the versions and
-// the text of each type's last NACK.
+// SENT ("-" for a type the proxy never asked for). Wide adds the server
+// replica it is connected to, the versions and the text of each type's last
+// NACK.
 func PrintProxies(w io.Writer, proxies []xds.ProxyStatus, wide bool, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	header := []string{"NODE", "ADDRESS", "CLIENT", "PROTOCOL", "CONNECTED"}
 	header = append(header, proxyTypes...)
 	if wide {
-		header = append(header, "VERSIONS", "LAST NACK")
+		header = append(header, "SERVER", "VERSIONS", "LAST NACK")
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, p := range proxies {
@@ -52,7 +53,7 @@ func PrintProxies(w io.Writer, proxies []xds.ProxyStatus, wide bool, now time.Ti
 		}
 		if wide {
 			sort.Strings(versions)
-			row = append(row, orNone(strings.Join(versions, ",")), orNone(strings.Join(nacks, "; ")))
+			row = append(row, orNone(p.Server), orNone(strings.Join(versions, ",")), orNone(strings.Join(nacks, "; ")))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}

@@ -13,7 +13,7 @@ func TestPrintProxies(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	proxies := []xds.ProxyStatus{
 		{
-			Node: "greeter-client-1", Address: "127.0.0.1:51234", Client: "gRPC Go", ClientVersion: "1.85.0",
+			Node: "greeter-client-1", Server: "http://127.0.0.1:7070", Address: "127.0.0.1:51234", Client: "gRPC Go", ClientVersion: "1.85.0",
 			Protocol: "sotw", ConnectedSince: now.Add(-90 * time.Second),
 			Types: map[string]*xds.TypeStatus{
 				"LDS": {State: xds.Synced, Sent: "0123456789abcdef", Acked: "0123456789abcdef"},

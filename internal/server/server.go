@@ -23,6 +23,7 @@ import (
 	"github.com/sluice/sluice/internal/apiserver"
 	"github.com/sluice/sluice/internal/auth"
 	"github.com/sluice/sluice/internal/informer"
+	"github.com/sluice/sluice/internal/replica"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
 	"github.com/sluice/sluice/internal/xds"
@@ -184,6 +185,8 @@ func (s *Server) Run(ctx context.Context) error {
 	st := store.New(client, resource.Builtin(), store.Options{
 		Logger: s.log.With("component", "store"), BookmarkInterval: cfg.BookmarkInterval, Registerer: reg,
 	})
+	apiURL := advertisedURL(ln.Addr())
+	members := replica.New(client, apiURL, s.log.With("component", "replica"))
 	xdsLog := s.log.With("component", "xds")
 	ads := xds.NewServer(xds.ServerOptions{Logger: xdsLog, Registerer: reg})
 	sources := xds.InputSources(func(k *resource.Kind) informer.Source {
@@ -197,7 +200,9 @@ func (s *Server) Run(ctx context.Context) error {
 		Registerer: reg,
 		// etcd registers its own metrics with the default registry.
 		Gatherer: prometheus.Gatherers{reg, prometheus.DefaultGatherer},
-		Extra:    map[string]http.Handler{"GET /apis/sluice.io/v1alpha1/proxies": ads.Proxies},
+		Extra: map[string]http.Handler{
+			"GET /apis/sluice.io/v1alpha1/proxies": ads.Proxies.Handler(apiURL, peerAPIs(members)),
+		},
 	})
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -209,6 +214,7 @@ func (s *Server) Run(ctx context.Context) error {
 		maint.DefragInterval, maint.DefragThreshold = cfg.DefragInterval, cfg.DefragThreshold
 	}
 	wg.Go(func() { st.RunMaintenance(bg, maint) })
+	wg.Go(func() { members.Run(bg) })
 	wg.Go(func() {
 		if err := translator.Run(bg); err != nil {
 			s.log.Error("xds translation stopped", "err", err)
@@ -249,6 +255,32 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// advertisedURL is the API URL other replicas reach this one at: the listen
+// address, with loopback standing in for an unspecified host (all
+// interfaces) — replicas on other machines need --http-addr to name a host.
+func advertisedURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// peerAPIs lists the API URLs of the other replicas.
+func peerAPIs(m *replica.Membership) xds.PeersFunc {
+	return func(ctx context.Context) ([]string, error) {
+		peers, err := m.Peers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		urls := make([]string, len(peers))
+		for i, p := range peers {
+			urls[i] = p.API
+		}
+		return urls, nil
+	}
 }
 
 // checkXDSAddr refuses to serve xDS on the network unless insecure is set:

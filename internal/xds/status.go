@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"sync"
@@ -31,7 +32,10 @@ const (
 
 // ProxyStatus is what the server knows of one connected xDS client.
 type ProxyStatus struct {
-	Node           string                 `json:"node"`
+	Node string `json:"node"`
+	// Server is the API URL of the sluice server replica the proxy is
+	// connected to.
+	Server         string                 `json:"server,omitempty"`
 	Address        string                 `json:"address"`
 	Client         string                 `json:"client"`
 	ClientVersion  string                 `json:"clientVersion,omitempty"`
@@ -276,10 +280,86 @@ type ProxyList struct {
 	APIVersion string        `json:"apiVersion"`
 	Kind       string        `json:"kind"`
 	Items      []ProxyStatus `json:"items"`
+	// Unreachable lists the replicas whose proxies are missing because they
+	// did not answer.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
-// ServeHTTP answers with the ProxyList of this server's connected proxies.
-func (p *Proxies) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(ProxyList{APIVersion: "sluice.io/v1alpha1", Kind: "ProxyList", Items: p.List()})
+// PeersFunc returns the API URLs of the other server replicas.
+type PeersFunc func(context.Context) ([]string, error)
+
+// Handler serves the ProxyList of every replica: the proxies connected to
+// this one (whose API is at self), and, unless the request says
+// ?scope=local, those of every peer, asked with the caller's credentials.
+func (p *Proxies) Handler(self string, peers PeersFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		list := ProxyList{APIVersion: "sluice.io/v1alpha1", Kind: "ProxyList", Items: p.List()}
+		for i := range list.Items {
+			list.Items[i].Server = self
+		}
+		if r.URL.Query().Get("scope") != "local" && peers != nil {
+			p.addPeers(r, peers, &list)
+		}
+		sort.SliceStable(list.Items, func(i, j int) bool { return list.Items[i].Node < list.Items[j].Node })
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(list)
+	})
+}
+
+// peerTimeout bounds how long a peer may take to list its proxies.
+const peerTimeout = 3 * time.Second
+
+func (p *Proxies) addPeers(r *http.Request, peers PeersFunc, list *ProxyList) {
+	urls, err := peers(r.Context())
+	if err != nil {
+		list.Unreachable = append(list.Unreachable, "the replica list: "+err.Error())
+		return
+	}
+	type result struct {
+		url   string
+		items []ProxyStatus
+		err   error
+	}
+	results := make(chan result, len(urls))
+	for _, u := range urls {
+		go func() {
+			items, err := fetchPeer(r, u)
+			results <- result{u, items, err}
+		}()
+	}
+	for range urls {
+		res := <-results
+		if res.err != nil {
+			list.Unreachable = append(list.Unreachable, res.url+": "+res.err.Error())
+			continue
+		}
+		list.Items = append(list.Items, res.items...)
+	}
+	sort.Strings(list.Unreachable)
+}
+
+// fetchPeer lists the proxies connected to the replica whose API is at base.
+func fetchPeer(r *http.Request, base string) ([]ProxyStatus, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/apis/sluice.io/v1alpha1/proxies?scope=local", nil)
+	if err != nil {
+		return nil, err
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("answered %s", resp.Status)
+	}
+	var peer ProxyList
+	if err := json.NewDecoder(resp.Body).Decode(&peer); err != nil {
+		return nil, err
+	}
+	return peer.Items, nil
 }
