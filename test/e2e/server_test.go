@@ -172,7 +172,7 @@ func TestTwoServerProcessesShareAnExternalEtcd(t *testing.T) {
 	watch := cb.start("watch", "svc")
 	ca.ok("apply", "-f", filepath.Join(examples(), "services.yaml"))
 	watch.expect(`ADDED\s+service/greeter\b`, `ADDED\s+service/greeter-v1\b`, `ADDED\s+service/greeter-v2\b`)
-	if got, want := cb.ok("get", "svc", "-o", "json"), ca.ok("get", "svc", "-o", "json"); got != want {
+	if got, want := items(t, cb.ok("get", "svc", "-o", "json")), items(t, ca.ok("get", "svc", "-o", "json")); got != want {
 		t.Errorf("the servers disagree:\nA %s\nB %s", want, got)
 	}
 	a.stop(syscall.SIGTERM)
