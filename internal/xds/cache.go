@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -41,8 +42,8 @@ type Cache struct {
 	mu    sync.Mutex // guards the fields below
 	snap  *Snapshot
 	at    time.Time // when the changes in snap were first seen, for push latency
-	sotw  map[*sotwWatch]struct{}
-	delta map[*deltaWatch]struct{}
+	sotw  watchIndex[*sotwWatch]
+	delta watchIndex[*deltaWatch]
 }
 
 // NewCache returns a cache holding an empty snapshot.
@@ -57,24 +58,12 @@ func NewCache(log *slog.Logger, m *metrics) *Cache {
 		log:     log,
 		metrics: m,
 		snap:    NewSnapshot(),
-		sotw:    map[*sotwWatch]struct{}{},
-		delta:   map[*deltaWatch]struct{}{},
+		sotw:    newWatchIndex[*sotwWatch](),
+		delta:   newWatchIndex[*deltaWatch](),
 	}
 }
 
 var _ cache.ConfigWatcher = (*Cache)(nil)
-
-type sotwWatch struct {
-	req *discovery.DiscoveryRequest
-	sub cache.Subscription
-	ch  chan cache.Response
-}
-
-type deltaWatch struct {
-	req *discovery.DeltaDiscoveryRequest
-	sub cache.Subscription
-	ch  chan cache.DeltaResponse
-}
 
 // Snapshot returns the snapshot being served.
 func (c *Cache) Snapshot() *Snapshot {
@@ -91,37 +80,30 @@ func (c *Cache) SetSnapshot(snap *Snapshot, changedAt time.Time) {
 	defer c.mu.Unlock()
 	old := c.snap
 	c.snap, c.at = snap, changedAt
-	changed := make(map[string]map[string]bool, len(Types))
-	for _, t := range Types {
-		changed[t] = changedNames(old, snap, t)
-	}
 	scopesChanged := !sameScopes(old, snap)
-	affected := func(typeURL string, sub cache.Subscription) bool {
-		ch := changed[typeURL]
-		if sub.IsWildcard() {
-			return len(ch) > 0 || scopesChanged
+	// Watches asking for the same names get the same content: build it once
+	// per group (at 10,000 proxyless clients of one service, once in all).
+	built := map[string]*sotwContent{}
+	for _, t := range Types {
+		changed := changedNames(old, snap, t)
+		if len(changed) == 0 && !scopesChanged {
+			continue
 		}
-		for name := range sub.SubscribedResources() {
-			if ch[name] {
-				return true
+		for _, w := range c.sotw.affected(t, changed) {
+			key := w.contentKey()
+			content, ok := built[key]
+			if !ok {
+				content = c.sotwContent(w.req, w.sub)
+				built[key] = content
+			}
+			if !sameVersions(content.returned, w.sub.ReturnedResources()) {
+				c.send(w, content.response(w.req))
 			}
 		}
-		return false
-	}
-	for w := range c.sotw {
-		if !affected(w.req.GetTypeUrl(), w.sub) {
-			continue
-		}
-		if resp, ok := c.sotwResponse(w.req, w.sub); ok {
-			c.send(w, resp)
-		}
-	}
-	for w := range c.delta {
-		if !affected(w.req.GetTypeUrl(), w.sub) {
-			continue
-		}
-		if resp, ok := c.deltaResponse(w.req, w.sub); ok {
-			c.sendDelta(w, resp)
+		for _, w := range c.delta.affected(t, changed) {
+			if resp, ok := c.deltaResponse(w.req, w.sub); ok {
+				c.sendDelta(w, resp)
+			}
 		}
 	}
 }
@@ -169,15 +151,18 @@ func sameScopes(a, b *Snapshot) bool {
 func (c *Cache) CreateWatch(req *discovery.DiscoveryRequest, sub cache.Subscription, ch chan cache.Response) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if resp, ok := c.sotwResponse(req, sub); ok {
-		ch <- resp // the server's channel has room for one response per type
+	content := c.sotwContent(req, sub)
+	// The first request of a type is answered even when there is nothing to
+	// send: the client learns that what it asked for does not exist.
+	if req.GetResponseNonce() == "" || !sameVersions(content.returned, sub.ReturnedResources()) {
+		ch <- content.response(req) // the server's channel has room for one response per type
 		return func() {}, nil
 	}
 	w := &sotwWatch{req: req, sub: sub, ch: ch}
-	c.sotw[w] = struct{}{}
+	c.sotw.add(w, req.GetTypeUrl(), sub)
 	return func() {
 		c.mu.Lock()
-		delete(c.sotw, w)
+		c.sotw.remove(w)
 		c.mu.Unlock()
 	}, nil
 }
@@ -192,10 +177,10 @@ func (c *Cache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub cache
 		return func() {}, nil
 	}
 	w := &deltaWatch{req: req, sub: sub, ch: ch}
-	c.delta[w] = struct{}{}
+	c.delta.add(w, req.GetTypeUrl(), sub)
 	return func() {
 		c.mu.Lock()
-		delete(c.delta, w)
+		c.delta.remove(w)
 		c.mu.Unlock()
 	}, nil
 }
@@ -208,7 +193,7 @@ func (c *Cache) Fetch(context.Context, *discovery.DiscoveryRequest) (cache.Respo
 // send hands a response to a waiting watch and retires the watch. The
 // channel has room: a stream has at most one outstanding response per type.
 func (c *Cache) send(w *sotwWatch, resp cache.Response) {
-	delete(c.sotw, w)
+	c.sotw.remove(w)
 	c.metrics.pushed(w.req.GetTypeUrl(), c.at)
 	select {
 	case w.ch <- resp:
@@ -218,7 +203,7 @@ func (c *Cache) send(w *sotwWatch, resp cache.Response) {
 }
 
 func (c *Cache) sendDelta(w *deltaWatch, resp cache.DeltaResponse) {
-	delete(c.delta, w)
+	c.delta.remove(w)
 	c.metrics.pushed(w.req.GetTypeUrl(), c.at)
 	select {
 	case w.ch <- resp:
@@ -252,39 +237,51 @@ func gatewayOf(node *core.Node) string {
 	return node.GetMetadata().GetFields()[GatewayMetadataKey].GetStringValue()
 }
 
-// sotwResponse builds the State-of-the-World response for a request, and
-// says whether to send it: when the client has had nothing of this type on
-// this stream yet, or when the content differs from what it last received.
-func (c *Cache) sotwResponse(req *discovery.DiscoveryRequest, sub cache.Subscription) (cache.Response, bool) {
+// sotwContent is what a State-of-the-World response of some names holds:
+// built once, shared by every watch asking for the same names.
+type sotwContent struct {
+	typeURL   string
+	resources []*anypb.Any
+	// returned holds the version of each name sent, "" for a name asked
+	// for that does not exist: recorded so that asking for a missing name
+	// is answered once (the client learns it does not exist) and not again
+	// until it appears.
+	returned map[string]string
+	version  string
+}
+
+// sotwContent builds the content a request gets from the current snapshot.
+func (c *Cache) sotwContent(req *discovery.DiscoveryRequest, sub cache.Subscription) *sotwContent {
 	typeURL := req.GetTypeUrl()
-	returned := map[string]string{}
-	var resources []*anypb.Any
+	content := &sotwContent{typeURL: typeURL, returned: map[string]string{}}
 	for _, name := range c.namesFor(typeURL, req.GetNode(), sub) {
-		if _, dup := returned[name]; dup {
+		if _, dup := content.returned[name]; dup {
 			continue
 		}
 		if r, ok := c.snap.Get(typeURL, name); ok {
-			returned[name] = r.Version
-			resources = append(resources, r.Any)
+			content.returned[name] = r.Version
+			content.resources = append(content.resources, r.Any)
 		} else {
-			// Recorded as returned-absent, so that asking for a name that
-			// does not exist is answered once (the client learns it does
-			// not exist) and not again until it appears.
-			returned[name] = ""
+			content.returned[name] = ""
 		}
 	}
-	if req.GetResponseNonce() != "" && sameVersions(returned, sub.ReturnedResources()) {
-		return nil, false
-	}
+	content.version = versionOf(content.returned)
+	return content
+}
+
+// response makes the content a response to req. Each response gets its own
+// message and map: the server writes the nonce into the message, and the
+// stream's subscription keeps (and edits) the map.
+func (content *sotwContent) response(req *discovery.DiscoveryRequest) cache.Response {
 	return &response{
 		req:      req,
-		returned: returned,
+		returned: maps.Clone(content.returned),
 		out: &discovery.DiscoveryResponse{
-			VersionInfo: versionOf(returned),
-			Resources:   resources,
-			TypeUrl:     typeURL,
+			VersionInfo: content.version,
+			Resources:   content.resources,
+			TypeUrl:     content.typeURL,
 		},
-	}, true
+	}
 }
 
 // deltaResponse builds the Delta response for a request: the resources whose

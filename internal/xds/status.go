@@ -68,7 +68,7 @@ type Proxies struct {
 	metrics *metrics
 	now     func() time.Time
 
-	mu      sync.Mutex // guards streams
+	mu      sync.RWMutex // guards streams; each proxy guards its own state
 	streams map[streamKey]*proxy
 }
 
@@ -80,11 +80,15 @@ type streamKey struct {
 }
 
 type proxy struct {
+	mu     sync.Mutex // guards status, sent
 	status ProxyStatus
-	// sent maps each type's response nonces to the versions they carried, so
-	// an ACK or NACK names the version it is about.
-	sent map[string]map[string]string
+	// sent is, per type, the nonce and version of the last response: an
+	// ACK or NACK of it names that version (one of an older response is
+	// stale, and servers ignore it).
+	sent map[string]sentResponse
 }
+
+type sentResponse struct{ nonce, version string }
 
 // NewProxies returns an empty tracker.
 func NewProxies(m *metrics) *Proxies {
@@ -98,16 +102,18 @@ var _ serverv3.Callbacks = (*Proxies)(nil)
 
 // List returns every connected proxy, sorted by node id.
 func (p *Proxies) List() []ProxyStatus {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	out := make([]ProxyStatus, 0, len(p.streams))
 	for _, s := range p.streams {
+		s.mu.Lock()
 		st := s.status
 		st.Types = make(map[string]*TypeStatus, len(s.status.Types))
 		for k, v := range s.status.Types {
 			c := *v
 			st.Types[k] = &c
 		}
+		s.mu.Unlock()
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -117,6 +123,17 @@ func (p *Proxies) List() []ProxyStatus {
 		return out[i].ConnectedSince.Before(out[j].ConnectedSince)
 	})
 	return out
+}
+
+// stream returns the proxy of a stream, locked; nil if it is not open.
+func (p *Proxies) stream(key streamKey) *proxy {
+	p.mu.RLock()
+	s := p.streams[key]
+	p.mu.RUnlock()
+	if s != nil {
+		s.mu.Lock()
+	}
+	return s
 }
 
 func (p *Proxies) open(ctx context.Context, key streamKey) {
@@ -133,7 +150,7 @@ func (p *Proxies) open(ctx context.Context, key streamKey) {
 		}
 	}
 	p.mu.Lock()
-	p.streams[key] = &proxy{status: st, sent: map[string]map[string]string{}}
+	p.streams[key] = &proxy{status: st, sent: map[string]sentResponse{}}
 	p.mu.Unlock()
 	p.metrics.proxies.Inc()
 }
@@ -155,12 +172,11 @@ var errNoNodeID = status.Error(codes.InvalidArgument,
 // request records a request: the node's identity, and the ACK or NACK it
 // carries for the response whose nonce it names.
 func (p *Proxies) request(key streamKey, node *core.Node, typeURL string, names int, nonce, errText string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s, ok := p.streams[key]
-	if !ok {
+	s := p.stream(key)
+	if s == nil {
 		return nil
 	}
+	defer s.mu.Unlock()
 	if node != nil {
 		if node.GetId() == "" {
 			return errNoNodeID
@@ -180,19 +196,16 @@ func (p *Proxies) request(key streamKey, node *core.Node, typeURL string, names 
 		s.status.Types[t] = ts
 	}
 	ts.Resources = names
-	if nonce == "" {
+	last := s.sent[t]
+	if nonce == "" || nonce != last.nonce {
 		return nil
 	}
-	version, known := s.sent[t][nonce]
-	if !known {
-		return nil
-	}
-	delete(s.sent[t], nonce)
+	delete(s.sent, t)
 	if errText != "" {
-		ts.LastNACK = &NACK{Version: version, Error: errText, Time: p.now().UTC()}
+		ts.LastNACK = &NACK{Version: last.version, Error: errText, Time: p.now().UTC()}
 		p.metrics.nacks.WithLabelValues(t).Inc()
 	} else {
-		ts.Acked = version
+		ts.Acked = last.version
 	}
 	ts.State = stateOf(ts)
 	return nil
@@ -200,12 +213,11 @@ func (p *Proxies) request(key streamKey, node *core.Node, typeURL string, names 
 
 // response records a response about to be sent.
 func (p *Proxies) response(key streamKey, typeURL, version, nonce string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s, ok := p.streams[key]
-	if !ok {
+	s := p.stream(key)
+	if s == nil {
 		return
 	}
+	defer s.mu.Unlock()
 	t := shortType(typeURL)
 	ts := s.status.Types[t]
 	if ts == nil {
@@ -214,10 +226,7 @@ func (p *Proxies) response(key streamKey, typeURL, version, nonce string) {
 	}
 	ts.Sent, ts.SentAt = version, p.now().UTC()
 	ts.State = stateOf(ts)
-	if s.sent[t] == nil {
-		s.sent[t] = map[string]string{}
-	}
-	s.sent[t][nonce] = version
+	s.sent[t] = sentResponse{nonce: nonce, version: version}
 }
 
 func stateOf(ts *TypeStatus) string {
