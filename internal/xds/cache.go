@@ -44,6 +44,10 @@ type Cache struct {
 	at    time.Time // when the changes in snap were first seen, for push latency
 	sotw  watchIndex[*sotwWatch]
 	delta watchIndex[*deltaWatch]
+	// contents memoizes, for the current snapshot, the State-of-the-World
+	// content of each distinct subscription (see sotwWatch.contentKey): the
+	// ACKs of thousands of clients of one service need it built once.
+	contents map[string]*sotwContent
 }
 
 // NewCache returns a cache holding an empty snapshot.
@@ -55,11 +59,12 @@ func NewCache(log *slog.Logger, m *metrics) *Cache {
 		m = newMetrics(nil)
 	}
 	return &Cache{
-		log:     log,
-		metrics: m,
-		snap:    NewSnapshot(),
-		sotw:    newWatchIndex[*sotwWatch](),
-		delta:   newWatchIndex[*deltaWatch](),
+		log:      log,
+		metrics:  m,
+		snap:     NewSnapshot(),
+		contents: map[string]*sotwContent{},
+		sotw:     newWatchIndex[*sotwWatch](),
+		delta:    newWatchIndex[*deltaWatch](),
 	}
 }
 
@@ -80,22 +85,17 @@ func (c *Cache) SetSnapshot(snap *Snapshot, changedAt time.Time) {
 	defer c.mu.Unlock()
 	old := c.snap
 	c.snap, c.at = snap, changedAt
+	c.contents = map[string]*sotwContent{}
 	scopesChanged := !sameScopes(old, snap)
-	// Watches asking for the same names get the same content: build it once
-	// per group (at 10,000 proxyless clients of one service, once in all).
-	built := map[string]*sotwContent{}
 	for _, t := range Types {
 		changed := changedNames(old, snap, t)
 		if len(changed) == 0 && !scopesChanged {
 			continue
 		}
+		// Watches asking for the same names get the same content, built
+		// once (at 10,000 proxyless clients of one service, once in all).
 		for _, w := range c.sotw.affected(t, changed) {
-			key := w.contentKey()
-			content, ok := built[key]
-			if !ok {
-				content = c.sotwContent(w.req, w.sub)
-				built[key] = content
-			}
+			content := c.sotwContent(w.req, w.sub)
 			if !sameVersions(content.returned, w.sub.ReturnedResources()) {
 				c.send(w, content.response(w.req))
 			}
@@ -250,10 +250,16 @@ type sotwContent struct {
 	version  string
 }
 
-// sotwContent builds the content a request gets from the current snapshot.
+// sotwContent returns the content a request gets from the current
+// snapshot, built once per distinct subscription.
 func (c *Cache) sotwContent(req *discovery.DiscoveryRequest, sub cache.Subscription) *sotwContent {
+	key := contentKey(req, sub)
+	if content, ok := c.contents[key]; ok {
+		return content
+	}
 	typeURL := req.GetTypeUrl()
 	content := &sotwContent{typeURL: typeURL, returned: map[string]string{}}
+	defer func() { c.contents[key] = content }()
 	for _, name := range c.namesFor(typeURL, req.GetNode(), sub) {
 		if _, dup := content.returned[name]; dup {
 			continue

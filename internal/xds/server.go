@@ -7,6 +7,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -58,7 +59,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.ReadBufferSize(8<<10),
 		grpc.WriteBufferSize(8<<10),
 	)
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(streams, s.Cache, s.Proxies))
+	// Ordered ADS: one response channel per stream, answered in the order
+	// the cache hands responses out (clusters before routes, as Envoy
+	// wants), and no reflect.Select over a channel per type.
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(streams, s.Cache, s.Proxies, sotw.WithOrderedADS()))
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	select {

@@ -104,15 +104,15 @@ type sotwWatch struct {
 
 func (w *sotwWatch) entry() *watchEntry { return &w.watchEntry }
 
-// contentKey names what the watch would be sent: watches with equal keys get
-// equal content from one snapshot.
-func (w *sotwWatch) contentKey() string {
-	names := slices.Sorted(maps.Keys(w.sub.SubscribedResources()))
-	gw := ""
-	if w.wildcard {
-		gw = "*" + gatewayOf(w.req.GetNode())
+// contentKey names what a request would be sent: requests with equal keys
+// get equal content from one snapshot.
+func contentKey(req *discovery.DiscoveryRequest, sub cache.Subscription) string {
+	names := slices.Sorted(maps.Keys(sub.SubscribedResources()))
+	scope := ""
+	if sub.IsWildcard() {
+		scope = "*" + gatewayOf(req.GetNode())
 	}
-	return w.typeURL + "\x00" + gw + "\x00" + strings.Join(names, "\x00")
+	return req.GetTypeUrl() + "\x00" + scope + "\x00" + strings.Join(names, "\x00")
 }
 
 type deltaWatch struct {
