@@ -75,7 +75,7 @@ func startEnv(ctx context.Context, dir string, conns int, log *slog.Logger) (_ *
 	e.store = store.New(e.raw, resource.Builtin(), store.Options{Logger: log})
 
 	srvCtx, stop := context.WithCancel(context.Background())
-	srv := server.New(server.Config{EtcdEndpoints: []string{endpoint}, HTTPAddr: "127.0.0.1:0", Logger: log})
+	srv := server.New(server.Config{EtcdEndpoints: []string{endpoint}, HTTPAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Logger: log})
 	e.stopServer, e.serverDone = stop, make(chan error, 1)
 	go func() { e.serverDone <- srv.Run(srvCtx) }()
 	select {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -174,4 +175,43 @@ func TestHubFromCompactedRevision(t *testing.T) {
 	}
 	s.Create(ctx, service("d", 80, nil), store.WriteOptions{})
 	expect(t, now, watch.Added, "d")
+}
+
+// TestHubRingDoesNotOutliveCompaction resumes from a revision a running hub
+// still holds in its ring but etcd has compacted: the watch must fail as an
+// etcd watch would, so every replica answers a resume the same way.
+func TestHubRingDoesNotOutliveCompaction(t *testing.T) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := s.Create(ctx, service("a", 80, nil), store.WriteOptions{})
+	held, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Create(ctx, service("b", 80, nil), store.WriteOptions{})
+	c, _ := s.Create(ctx, service("c", 80, nil), store.WriteOptions{})
+	expect(t, held, watch.Added, "b")
+	expect(t, held, watch.Added, "c")
+	if err := s.Compact(ctx, rev(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Type != watch.Error || !errors.Is(ev.Err, resource.ErrExpired) {
+		t.Fatalf("event = %s %v, want ERROR wrapping ErrExpired", ev.Type, ev.Err)
+	}
+	// At the compacted revision itself the history after it is still there.
+	at, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Create(ctx, service("d", 80, nil), store.WriteOptions{})
+	expect(t, at, watch.Added, "d")
+	expect(t, held, watch.Added, "d")
+	if got := s.Hubs(); got != 1 {
+		t.Errorf("hubs = %d, want 1 (the resume at the compacted revision joins the running hub)", got)
+	}
 }

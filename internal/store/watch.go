@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
@@ -82,6 +84,15 @@ func (s *Store) Watch(ctx context.Context, k *resource.Kind, namespace string, o
 			return nil, err
 		}
 		initial, rev = objs, listRev
+	} else if err := s.checkHistory(ctx, rev); err != nil {
+		var ce *compactedError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		out := make(chan Event, 1)
+		out <- Event{Type: watch.Error, Err: err}
+		close(out)
+		return out, nil
 	}
 	out := make(chan Event, watchBuffer)
 	f := filter{namespace: namespace, sel: opts.Selector}
@@ -265,6 +276,21 @@ func (s *Store) watchDirect(ctx context.Context, k *resource.Kind, rev int64, f 
 			}
 		}
 	}
+}
+
+// checkHistory fails with a compactedError when etcd no longer holds the
+// changes after rev. The kind's hub may still have them in its ring, but a
+// resume must fail exactly as an etcd watch would: otherwise it would succeed
+// on a replica whose hub is old and fail on one whose hub is new.
+func (s *Store) checkHistory(ctx context.Context, rev int64) error {
+	_, err := s.client.Get(ctx, compactKey, clientv3.WithRev(rev+1), clientv3.WithCountOnly(), clientv3.WithSerializable())
+	switch {
+	case err == nil, errors.Is(err, rpctypes.ErrFutureRev):
+		return nil
+	case errors.Is(err, rpctypes.ErrCompacted):
+		return &compactedError{rev: rev + 1}
+	}
+	return etcdError("watch", err)
 }
 
 // watchError is the error an etcd watch response ends the watch with, if any.
