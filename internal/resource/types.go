@@ -103,7 +103,25 @@ type EndpointSpec struct {
 	Weight *int32 `json:"weight,omitempty"`
 	// HealthCheck, when set, makes the server check the Endpoint actively.
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	// TTL, when set, makes the Endpoint a TTL registration: it is healthy
+	// only while heartbeats (POST .../endpoints/{name}/heartbeat) arrive at
+	// least once per TTL. Whole seconds, 1s to 24h; it is an etcd lease, so
+	// it survives a server restart and any replica takes heartbeats.
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+	// OnTTLExpiry is what happens when heartbeats stop: MarkUnhealthy (the
+	// default: the Endpoint stays, out of traffic, until heartbeats resume)
+	// or Remove (the Endpoint is deleted). Only with TTL.
+	OnTTLExpiry TTLExpiry `json:"onTTLExpiry,omitempty"`
 }
+
+// TTLExpiry is what happens to a TTL Endpoint whose heartbeats stop.
+type TTLExpiry string
+
+// TTLExpiry values.
+const (
+	TTLExpiryMarkUnhealthy TTLExpiry = "MarkUnhealthy"
+	TTLExpiryRemove        TTLExpiry = "Remove"
+)
 
 // EndpointPort is one port of an Endpoint.
 //
@@ -182,6 +200,41 @@ type EndpointStatus struct {
 	// LastCheckTime is when the last check ran.
 	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
 	// LastTransitionTime is when Health last changed.
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+	// Checks are the results of each of the Endpoint's checks: "ttl" for
+	// heartbeats and "active" for spec.healthCheck. Health is unhealthy when
+	// one is critical, unknown while one has no result yet, else healthy.
+	Checks []CheckStatus `json:"checks,omitempty"`
+}
+
+// CheckState is the result of one check, in Consul's terms.
+type CheckState string
+
+// CheckState values. A warning keeps the Endpoint in traffic (as Consul's
+// own xDS does) but not in Consul's ?passing lists.
+const (
+	CheckPassing  CheckState = "passing"
+	CheckWarning  CheckState = "warning"
+	CheckCritical CheckState = "critical"
+)
+
+// Check names in EndpointStatus.Checks.
+const (
+	CheckTTL    = "ttl"
+	CheckActive = "active"
+)
+
+// CheckStatus is the last result of one check of an Endpoint.
+//
+// +k8s:deepcopy-gen=true
+type CheckStatus struct {
+	// Name is "ttl" or "active".
+	Name string `json:"name"`
+	// State is passing, warning or critical; empty before the first result.
+	State CheckState `json:"state,omitempty"`
+	// Output is the check's output or an excerpt of it (at most 4 KiB).
+	Output string `json:"output,omitempty"`
+	// LastTransitionTime is when State last changed.
 	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
 }
 

@@ -127,9 +127,12 @@ func defaultEndpoint(e *Endpoint) {
 	defaultHealthCheck(e.Spec.HealthCheck)
 	if e.Status.Health == "" {
 		e.Status.Health = HealthHealthy
-		if e.Spec.HealthCheck != nil {
+		if e.Spec.HealthCheck != nil || e.Spec.TTL != nil {
 			e.Status.Health = HealthUnknown
 		}
+	}
+	if e.Spec.TTL != nil && e.Spec.OnTTLExpiry == "" {
+		e.Spec.OnTTLExpiry = TTLExpiryMarkUnhealthy
 	}
 }
 
@@ -180,6 +183,17 @@ func validateEndpoint(e *Endpoint) field.ErrorList {
 		if hc.Port != "" && !names[hc.Port] {
 			errs = append(errs, field.Invalid(p.Child("healthCheck", "port"), hc.Port, "must name one of spec.ports"))
 		}
+	}
+	if ttl := e.Spec.TTL; ttl != nil {
+		switch {
+		case ttl.Duration < time.Second || ttl.Duration > 24*time.Hour:
+			errs = append(errs, field.Invalid(p.Child("ttl"), ttl.Duration.String(), "must be 1s to 24h"))
+		case ttl.Duration%time.Second != 0:
+			errs = append(errs, field.Invalid(p.Child("ttl"), ttl.Duration.String(), "must be whole seconds (it is an etcd lease)"))
+		}
+		errs = append(errs, oneOf(p.Child("onTTLExpiry"), e.Spec.OnTTLExpiry, TTLExpiryMarkUnhealthy, TTLExpiryRemove)...)
+	} else if e.Spec.OnTTLExpiry != "" {
+		errs = append(errs, field.Invalid(p.Child("onTTLExpiry"), e.Spec.OnTTLExpiry, "needs spec.ttl"))
 	}
 	return errs
 }
@@ -239,8 +253,25 @@ func validateHealthCheck(p *field.Path, hc *HealthCheck) field.ErrorList {
 }
 
 func validateEndpointStatus(e *Endpoint) field.ErrorList {
-	return oneOf(field.NewPath("status", "health"), e.Status.Health, HealthHealthy, HealthUnhealthy, HealthUnknown)
+	errs := oneOf(field.NewPath("status", "health"), e.Status.Health, HealthHealthy, HealthUnhealthy, HealthUnknown)
+	seen := map[string]bool{}
+	for i, c := range e.Status.Checks {
+		p := field.NewPath("status", "checks").Index(i)
+		errs = append(errs, oneOf(p.Child("name"), c.Name, CheckTTL, CheckActive)...)
+		if seen[c.Name] {
+			errs = append(errs, field.Duplicate(p.Child("name"), c.Name))
+		}
+		seen[c.Name] = true
+		errs = append(errs, oneOf(p.Child("state"), c.State, "", CheckPassing, CheckWarning, CheckCritical)...)
+		if len(c.Output) > MaxCheckOutput {
+			errs = append(errs, field.TooLong(p.Child("output"), "", MaxCheckOutput))
+		}
+	}
+	return errs
 }
+
+// MaxCheckOutput is the most of a check's output an Endpoint's status keeps.
+const MaxCheckOutput = 4096
 
 // retryOn is the vocabulary of BackendPolicy.spec.retry.retryOn (Envoy's retry_on).
 var retryOn = []string{

@@ -95,6 +95,19 @@ spec: {address: 10.0.0.1, ports: [{port: 80}], healthCheck: {tcp: {}, interval: 
 metadata: {name: e}
 spec: {address: 10.0.0.1, ports: [{port: 80}], healthCheck: {http: {path: healthz, expectedStatuses: [{start: 500, end: 200}]}}}`,
 			[]string{"spec.healthCheck.http.path: must start with /", "spec.healthCheck.http.expectedStatuses[0]: must be a range"}},
+		{"endpoint ttl", resource.EndpointKind, `
+metadata: {name: e}
+spec: {address: 10.0.0.1, ports: [{port: 80}], ttl: 10s, onTTLExpiry: Remove}`, nil},
+		{"endpoint ttl range and unit", resource.EndpointKind, `
+metadata: {name: e}
+spec: {address: 10.0.0.1, ports: [{port: 80}], ttl: 1500ms, onTTLExpiry: Forget}`,
+			[]string{"spec.ttl: must be whole seconds", "spec.onTTLExpiry: unsupported value \"Forget\""}},
+		{"endpoint ttl too short", resource.EndpointKind, `
+metadata: {name: e}
+spec: {address: 10.0.0.1, ports: [{port: 80}], ttl: 0s}`, []string{"spec.ttl: must be 1s to 24h"}},
+		{"endpoint expiry needs ttl", resource.EndpointKind, `
+metadata: {name: e}
+spec: {address: 10.0.0.1, ports: [{port: 80}], onTTLExpiry: Remove}`, []string{"spec.onTTLExpiry: needs spec.ttl"}},
 
 		{"backendpolicy ok", resource.BackendPolicyKind, `
 metadata: {name: p}
