@@ -178,7 +178,7 @@ func copyOf(obj resource.Object) resource.Object { return obj.DeepCopyObject().(
 func (s *Store) read(ctx context.Context, k *resource.Kind, key string) (*stored, error) {
 	resp, err := s.client.Get(ctx, key)
 	if err != nil {
-		return nil, etcdError("get", err)
+		return nil, EtcdError("get", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, nil
@@ -211,9 +211,10 @@ func (s *Store) remember(key string, obj resource.Object, data []byte, modRev in
 	s.recent.Add(key, &stored{obj: copyOf(obj), data: data, modRev: modRev})
 }
 
-// etcdError wraps an etcd failure; an unreachable or timed-out etcd is
-// ErrUnavailable so the API answers 503 rather than 500.
-func etcdError(op string, err error) error {
+// EtcdError wraps a failed etcd operation op for the API: an etcd that is
+// unreachable or times out is ErrUnavailable (503 rather than 500). Other
+// packages that talk to etcd directly (kv, registry) classify errors with it.
+func EtcdError(op string, err error) error {
 	if errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
@@ -267,7 +268,7 @@ func (s *Store) Create(ctx context.Context, in resource.Object, opts WriteOption
 		Then(clientv3.OpPut(key, string(data))).
 		Commit()
 	if err != nil {
-		return nil, etcdError("create", err)
+		return nil, EtcdError("create", err)
 	}
 	if !resp.Succeeded {
 		return nil, fmt.Errorf("%w: %s %q in namespace %q", resource.ErrAlreadyExists, k, obj.GetName(), obj.GetNamespace())
@@ -351,7 +352,7 @@ func (s *Store) update(ctx context.Context, in resource.Object, opts WriteOption
 			Then(clientv3.OpPut(key, string(data))).
 			Commit()
 		if err != nil {
-			return nil, etcdError(op, err)
+			return nil, EtcdError(op, err)
 		}
 		if resp.Succeeded {
 			next.SetResourceVersion(formatRev(resp.Header.Revision))
@@ -457,7 +458,7 @@ func (s *Store) Delete(ctx context.Context, k *resource.Kind, namespace, name st
 	}
 	resp, err := s.client.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key, clientv3.WithPrevKV())).Commit()
 	if err != nil {
-		return nil, etcdError("delete", err)
+		return nil, EtcdError("delete", err)
 	}
 	if !resp.Succeeded {
 		if wantRV != 0 || pre.UID != "" {
@@ -484,7 +485,7 @@ func (s *Store) List(ctx context.Context, k *resource.Kind, namespace string, se
 	defer s.metrics.observe("list", k, time.Now())
 	resp, err := s.client.Get(ctx, prefixFor(k, namespace), clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, etcdError("list", err)
+		return nil, 0, EtcdError("list", err)
 	}
 	objs := make([]resource.Object, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -503,7 +504,7 @@ func (s *Store) List(ctx context.Context, k *resource.Kind, namespace string, se
 func (s *Store) Revision(ctx context.Context) (int64, error) {
 	resp, err := s.client.Get(ctx, Prefix+"\x00revision-probe", clientv3.WithCountOnly())
 	if err != nil {
-		return 0, etcdError("revision", err)
+		return 0, EtcdError("revision", err)
 	}
 	return resp.Header.Revision, nil
 }

@@ -290,7 +290,7 @@ func (s *Store) checkHistory(ctx context.Context, rev int64) error {
 	case errors.Is(err, rpctypes.ErrCompacted):
 		return &compactedError{rev: rev + 1}
 	}
-	return etcdError("watch", err)
+	return EtcdError("watch", err)
 }
 
 // watchError is the error an etcd watch response ends the watch with, if any.
@@ -299,7 +299,7 @@ func watchError(resp clientv3.WatchResponse) error {
 		return &compactedError{rev: resp.CompactRevision}
 	}
 	if err := resp.Err(); err != nil {
-		return etcdError("watch", err)
+		return EtcdError("watch", err)
 	}
 	return nil
 }
