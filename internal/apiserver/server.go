@@ -177,22 +177,34 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 
 // writeJSON writes v with the status code.
 func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	if err := WriteJSON(w, code, v); err != nil {
 		s.log.Debug("write response", "err", err)
 	}
+}
+
+// WriteJSON writes v as JSON with the status code; handlers served through
+// Config.Extra answer with it and WriteError, like the API's own.
+func WriteJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// WriteError answers with the Status of err (see resource.StatusOf). An
+// unavailable store is reported without its detail.
+func WriteError(w http.ResponseWriter, err error) {
+	st := resource.StatusOf(err)
+	if errors.Is(err, resource.ErrUnavailable) {
+		st = &resource.Status{Code: st.Code, Reason: st.Reason, Message: "the store is unavailable; retry later"}
+	}
+	WriteJSON(w, st.Code, st)
 }
 
 // writeError answers with the Status of err. Internal errors are logged with
 // their detail, which the client does not see.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	st := resource.StatusOf(err)
-	if st.Code >= 500 {
+	if st := resource.StatusOf(err); st.Code >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", st.Code, "err", err)
-		if errors.Is(err, resource.ErrUnavailable) {
-			st = &resource.Status{Code: st.Code, Reason: st.Reason, Message: "the store is unavailable; retry later"}
-		}
 	}
-	s.writeJSON(w, st.Code, st)
+	WriteError(w, err)
 }
