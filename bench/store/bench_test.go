@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sluice/sluice/bench/internal/harness"
 )
 
 // BenchmarkWrite times one create or update of a Service through each write
@@ -20,7 +20,7 @@ import (
 // interleaved, with latency percentiles; its results are in bench/README.md.
 func BenchmarkWrite(b *testing.B) {
 	ctx := context.Background()
-	e, err := startEnv(ctx, b.TempDir(), 64, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	e, err := startEnv(ctx, b.TempDir(), 64, harness.Logger(false))
 	if err != nil {
 		b.Fatal(err)
 	}

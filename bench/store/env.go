@@ -10,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sluice/sluice/bench/internal/harness"
 	"github.com/sluice/sluice/internal/client"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/server"
@@ -211,25 +211,14 @@ func (e *env) reset(ctx context.Context, ns string) error {
 	return nil
 }
 
-// raiseFileLimit makes sure the process may open need file descriptors.
-// (Go already raises the soft limit to the hard limit at start-up; this
-// covers being started otherwise and says clearly what to do.)
+// raiseFileLimit makes sure the process may open need file descriptors,
+// and says what to do when the hard limit is too low.
 func raiseFileLimit(need uint64) error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("reading the open-file limit: %w", err)
+	hard, err := harness.RaiseFileLimit(need)
+	if err == nil && hard < need {
+		err = fmt.Errorf("this run needs about %d open files but the hard limit is %d: raise it (ulimit -Hn) or pass fewer -watchers", need, hard)
 	}
-	if lim.Cur >= need {
-		return nil
-	}
-	lim.Cur = min(need, lim.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raising the open-file limit to %d: %w", lim.Cur, err)
-	}
-	if lim.Cur < need {
-		return fmt.Errorf("this run needs about %d open files but the hard limit is %d: raise it (ulimit -Hn) or pass fewer -watchers", need, lim.Max)
-	}
-	return nil
+	return err
 }
 
 // tempDir returns cfg.Dir, or a new temporary directory and its removal.

@@ -32,12 +32,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice/sluice/bench/internal/harness"
 )
 
 // config is what a run measures.
@@ -103,8 +102,8 @@ func mainErr() error {
 	short := flag.Bool("short", false, "tiny parameters: check that every phase runs, in seconds")
 	dir := flag.String("dir", "", "data directory of the embedded etcd (default: a temporary directory, removed at the end)")
 	duration := flag.Duration("duration", def.Duration, "how long each write measurement runs, per round")
-	concurrency := flag.String("concurrency", joinInts(def.Concurrency), "comma-separated numbers of concurrent writers")
-	watchers := flag.String("watchers", joinInts(def.Watchers), "comma-separated numbers of concurrent watchers")
+	concurrency := flag.String("concurrency", harness.JoinInts(def.Concurrency), "comma-separated numbers of concurrent writers")
+	watchers := flag.String("watchers", harness.JoinInts(def.Watchers), "comma-separated numbers of concurrent watchers")
 	changes := flag.Int("changes", def.Changes, "changes per fan-out measurement, all rounds together")
 	rounds := flag.Int("rounds", def.Rounds, "repetitions of every measurement, alternating baseline and Sluice")
 	phases := flag.String("phases", "writes,watch", "which phases to run: writes, watch or both")
@@ -112,17 +111,15 @@ func mainErr() error {
 	markdown := flag.Bool("markdown", false, "print the result tables as Markdown, for bench/README.md")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	verbose := flag.Bool("v", false, "log the server's and etcd's warnings")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	set, err := harness.ParseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		return err
 	}
 
 	cfg := def
 	if *short {
 		cfg = shortConfig()
 	}
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	cfg.Dir = *dir
 	if *paths != "" {
 		for _, p := range strings.Split(*paths, ",") {
@@ -138,14 +135,13 @@ func mainErr() error {
 	if set["rounds"] {
 		cfg.Rounds = *rounds
 	}
-	var err error
 	if set["concurrency"] {
-		if cfg.Concurrency, err = parseInts("concurrency", *concurrency); err != nil {
+		if cfg.Concurrency, err = harness.ParseInts("concurrency", *concurrency); err != nil {
 			return err
 		}
 	}
 	if set["watchers"] {
-		if cfg.Watchers, err = parseInts("watchers", *watchers); err != nil {
+		if cfg.Watchers, err = harness.ParseInts("watchers", *watchers); err != nil {
 			return err
 		}
 	}
@@ -160,37 +156,11 @@ func mainErr() error {
 			return fmt.Errorf("-phases: unknown phase %q (want writes, watch)", p)
 		}
 	}
-	level := slog.LevelError
-	if *verbose {
-		level = slog.LevelWarn
-	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log = harness.Logger(*verbose)
 	cfg.Progress = os.Stderr
-
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	res, err := run(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if *markdown {
-		res.markdown(os.Stdout)
-	} else {
-		res.text(os.Stdout)
-	}
-	return nil
+	return harness.Run(*cpuprofile, *markdown, os.Stdout, func(ctx context.Context) (*results, error) {
+		return run(ctx, cfg)
+	})
 }
 
 // validate checks a config before anything starts.
@@ -211,24 +181,4 @@ func (cfg config) validate() error {
 // wants says whether the path with this short name is selected.
 func (cfg config) wants(short string) bool {
 	return len(cfg.Paths) == 0 || slices.Contains(cfg.Paths, short)
-}
-
-func parseInts(name, s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-%s: %q is not a positive integer", name, f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
-func joinInts(ns []int) string {
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = strconv.Itoa(n)
-	}
-	return strings.Join(s, ",")
 }

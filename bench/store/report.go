@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"math"
-	"os"
-	"runtime"
-	"slices"
-	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/sluice/sluice/bench/internal/report"
 )
 
 // sample is what one or more measurements saw: operations completed in
@@ -52,13 +47,7 @@ func (s sample) opsPerSec() float64 {
 // percentile returns the nearest-rank p-th percentile of the latencies
 // (p = 100 is the maximum), 0 when there are none.
 func (s sample) percentile(p float64) time.Duration {
-	if len(s.lats) == 0 {
-		return 0
-	}
-	sorted := slices.Clone(s.lats)
-	slices.Sort(sorted)
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
+	return report.Percentile(s.lats, p)
 }
 
 // writeRow is one write path at one concurrency level, all rounds together.
@@ -102,9 +91,9 @@ func (r *results) writeRatios(row writeRow) (perOp, p50, cpu float64, ok bool) {
 	}
 	for _, b := range r.writes {
 		if b.op == row.op && b.c == row.c && b.path == baselinePath {
-			return ratio(b.s.opsPerSec(), row.s.opsPerSec()),
-				ratio(float64(row.s.percentile(50)), float64(b.s.percentile(50))),
-				ratio(float64(row.s.cpuPerOp()), float64(b.s.cpuPerOp())), true
+			return report.Ratio(b.s.opsPerSec(), row.s.opsPerSec()),
+				report.Ratio(float64(row.s.percentile(50)), float64(b.s.percentile(50))),
+				report.Ratio(float64(row.s.cpuPerOp()), float64(b.s.cpuPerOp())), true
 		}
 	}
 	return 0, 0, 0, false
@@ -118,19 +107,12 @@ func (r *results) watchRatio(row watchRow) (p50, maxRatio, cpu float64, ok bool)
 	}
 	for _, b := range r.watch {
 		if b.n == row.n && b.path == watchBaseline {
-			return ratio(float64(row.s.percentile(50)), float64(b.s.percentile(50))),
-				ratio(float64(row.s.percentile(100)), float64(b.s.percentile(100))),
-				ratio(float64(row.s.cpuPerOp()), float64(b.s.cpuPerOp())), true
+			return report.Ratio(float64(row.s.percentile(50)), float64(b.s.percentile(50))),
+				report.Ratio(float64(row.s.percentile(100)), float64(b.s.percentile(100))),
+				report.Ratio(float64(row.s.cpuPerOp()), float64(b.s.cpuPerOp())), true
 		}
 	}
 	return 0, 0, 0, false
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return math.Inf(1)
-	}
-	return a / b
 }
 
 func fmtRatio(x float64, ok bool) string {
@@ -151,26 +133,17 @@ func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 }
 
-// table is a header and rows of cells, printed as text or Markdown.
-type table struct {
-	title  string
-	header []string
-	// numeric is the first column of numbers, right-aligned in Markdown.
-	numeric int
-	rows    [][]string
-}
-
-func (r *results) tables() []table {
-	var out []table
+func (r *results) tables() []report.Table {
+	var out []report.Table
 	if len(r.writes) > 0 {
-		t := table{
-			title:   fmt.Sprintf("Writes (%v per measurement × %d rounds; ratios: Sluice ÷ %s at the same concurrency)", r.cfg.Duration, r.cfg.Rounds, baselinePath),
-			header:  []string{"op", "writers", "path", "ops/s", "p50", "p99", "CPU/op", "time/op ÷ raw", "p50 ÷ raw", "CPU/op ÷ raw"},
-			numeric: 3,
+		t := report.Table{
+			Title:   fmt.Sprintf("Writes (%v per measurement × %d rounds; ratios: Sluice ÷ %s at the same concurrency)", r.cfg.Duration, r.cfg.Rounds, baselinePath),
+			Header:  []string{"op", "writers", "path", "ops/s", "p50", "p99", "CPU/op", "time/op ÷ raw", "p50 ÷ raw", "CPU/op ÷ raw"},
+			Numeric: 3,
 		}
 		for _, row := range r.writes {
 			perOp, p50, cpu, ok := r.writeRatios(row)
-			t.rows = append(t.rows, []string{
+			t.Rows = append(t.Rows, []string{
 				row.op, fmt.Sprint(row.c), row.path,
 				fmt.Sprintf("%.0f", row.s.opsPerSec()), fmtDur(row.s.percentile(50)), fmtDur(row.s.percentile(99)), fmtDur(row.s.cpuPerOp()),
 				fmtRatio(perOp, ok), fmtRatio(p50, ok), fmtRatio(cpu, ok),
@@ -179,14 +152,14 @@ func (r *results) tables() []table {
 		out = append(out, t)
 	}
 	if len(r.watch) > 0 {
-		t := table{
-			title:   fmt.Sprintf("Watch fan-out (time from the write's acknowledgement until every watcher has seen it; %d changes; ratios: Sluice ÷ %s)", r.cfg.Changes, watchBaseline),
-			header:  []string{"watchers", "path", "p50", "p99", "max", "CPU/change", "p50 ÷ raw", "max ÷ raw", "CPU/change ÷ raw"},
-			numeric: 2,
+		t := report.Table{
+			Title:   fmt.Sprintf("Watch fan-out (time from the write's acknowledgement until every watcher has seen it; %d changes; ratios: Sluice ÷ %s)", r.cfg.Changes, watchBaseline),
+			Header:  []string{"watchers", "path", "p50", "p99", "max", "CPU/change", "p50 ÷ raw", "max ÷ raw", "CPU/change ÷ raw"},
+			Numeric: 2,
 		}
 		for _, row := range r.watch {
 			p50, mx, cpu, ok := r.watchRatio(row)
-			t.rows = append(t.rows, []string{
+			t.Rows = append(t.Rows, []string{
 				fmt.Sprint(row.n), row.path,
 				fmtDur(row.s.percentile(50)), fmtDur(row.s.percentile(99)), fmtDur(row.s.percentile(100)), fmtDur(row.s.cpuPerOp()),
 				fmtRatio(p50, ok), fmtRatio(mx, ok), fmtRatio(cpu, ok),
@@ -212,7 +185,7 @@ func (r *results) verdicts() []string {
 		}
 		if at != "" {
 			out = append(out, fmt.Sprintf("writes through %s: worst time/op %.2f× raw etcd (%s); target ≤ %.1f×: %s",
-				path, worst, at, targetWriteRatio, metOrMissed(worst <= targetWriteRatio)))
+				path, worst, at, targetWriteRatio, report.MetOrMissed(worst <= targetWriteRatio)))
 		}
 	}
 	for _, row := range r.watch {
@@ -221,76 +194,17 @@ func (r *results) verdicts() []string {
 		}
 		mx := row.s.percentile(100)
 		out = append(out, fmt.Sprintf("%d watchers through %s: p50 %s, max %s; target ≤ %v: %s",
-			row.n, row.path, fmtDur(row.s.percentile(50)), fmtDur(mx), targetFanout, metOrMissed(mx <= targetFanout)))
+			row.n, row.path, fmtDur(row.s.percentile(50)), fmtDur(mx), targetFanout, report.MetOrMissed(mx <= targetFanout)))
 	}
 	return out
 }
 
-func metOrMissed(ok bool) string {
-	if ok {
-		return "met"
+// Report is the results as the program prints them.
+func (r *results) Report() report.Report {
+	return report.Report{
+		Machine:  r.machine,
+		Notes:    []string{fmt.Sprintf("Object: a Service of %d bytes of stored JSON", r.payload)},
+		Tables:   r.tables(),
+		Verdicts: r.verdicts(),
 	}
-	return "MISSED"
-}
-
-func (r *results) text(w io.Writer) {
-	fmt.Fprintln(w, r.machine)
-	fmt.Fprintf(w, "Object: a Service of %d bytes of stored JSON\n", r.payload)
-	for _, t := range r.tables() {
-		fmt.Fprintf(w, "\n%s\n", t.title)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
-		for _, row := range t.rows {
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
-		}
-		tw.Flush()
-	}
-	if v := r.verdicts(); len(v) > 0 {
-		fmt.Fprintln(w)
-		for _, line := range v {
-			fmt.Fprintln(w, line)
-		}
-	}
-}
-
-func (r *results) markdown(w io.Writer) {
-	fmt.Fprintf(w, "Machine: %s  \nObject: a Service of %d bytes of stored JSON\n", r.machine, r.payload)
-	for _, t := range r.tables() {
-		fmt.Fprintf(w, "\n%s\n\n", t.title)
-		fmt.Fprintf(w, "| %s |\n", strings.Join(t.header, " | "))
-		seps := make([]string, len(t.header))
-		for i := range seps {
-			seps[i] = "---"
-			if i >= t.numeric {
-				seps[i] = "---:"
-			}
-		}
-		fmt.Fprintf(w, "|%s|\n", strings.Join(seps, "|"))
-		for _, row := range t.rows {
-			fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
-		}
-	}
-	if v := r.verdicts(); len(v) > 0 {
-		fmt.Fprintln(w)
-		for _, line := range v {
-			fmt.Fprintf(w, "- %s\n", line)
-		}
-	}
-}
-
-// describeMachine says where the run happened.
-func describeMachine() string {
-	cpu := "unknown CPU"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if name, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
-				break
-			}
-		}
-		f.Close()
-	}
-	return fmt.Sprintf("%s, %d CPUs (GOMAXPROCS %d) shared by etcd, the server and the load, %s %s/%s",
-		cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

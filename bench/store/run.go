@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+
+	"github.com/sluice/sluice/bench/internal/report"
 )
 
 // run starts one embedded etcd and one Sluice server over it, measures the
@@ -27,7 +29,7 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	defer e.close()
 	progress(cfg, "etcd at %s (data in %s), sluice API at %s", e.etcd.Endpoint(), dir, e.apiURL)
 
-	res := &results{cfg: cfg, machine: describeMachine(), payload: len(e.payload)}
+	res := &results{cfg: cfg, machine: report.DescribeMachine("etcd, the server and the load"), payload: len(e.payload)}
 	if cfg.Writes {
 		if res.writes, err = runWrites(ctx, e, cfg); err != nil {
 			return nil, err

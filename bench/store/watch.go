@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/sluice/sluice/bench/internal/harness"
 	"github.com/sluice/sluice/internal/client"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
@@ -243,7 +244,7 @@ func measureFanout(ctx context.Context, e *env, p watchPath, n, changes int, ns 
 	)
 	for k := 0; k <= changes; k++ {
 		if k == 1 {
-			if cpu0, err = processCPU(); err != nil {
+			if cpu0, err = harness.CPUTime(); err != nil {
 				return sample{}, err
 			}
 		}
@@ -271,7 +272,7 @@ func measureFanout(ctx context.Context, e *env, p watchPath, n, changes int, ns 
 			return sample{}, ctx.Err()
 		}
 	}
-	cpu1, err := processCPU()
+	cpu1, err := harness.CPUTime()
 	if err != nil {
 		return sample{}, err
 	}
@@ -301,7 +302,7 @@ func runWatch(ctx context.Context, e *env, cfg config) ([]watchRow, error) {
 			changes++
 		}
 		for _, n := range cfg.Watchers {
-			for _, p := range roundOrder(paths, r) {
+			for _, p := range harness.RoundOrder(paths, r) {
 				ns := fmt.Sprintf("f%d-%s-n%d", r, p.short, n)
 				s, err := measureFanout(ctx, e, p, n, changes, ns)
 				if err != nil {

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/sluice/sluice/bench/internal/harness"
 	"github.com/sluice/sluice/internal/client"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
@@ -332,7 +332,7 @@ func measureWrite(ctx context.Context, e *env, p writePath, op string, c int, ns
 		all      int
 		finished time.Time
 	)
-	cpu0, err := processCPU()
+	cpu0, err := harness.CPUTime()
 	if err != nil {
 		return sample{}, err
 	}
@@ -374,7 +374,7 @@ func measureWrite(ctx context.Context, e *env, p writePath, op string, c int, ns
 		})
 	}
 	wg.Wait()
-	cpu1, err := processCPU()
+	cpu1, err := harness.CPUTime()
 	if err != nil {
 		return sample{}, err
 	}
@@ -385,16 +385,6 @@ func measureWrite(ctx context.Context, e *env, p writePath, op string, c int, ns
 		return sample{}, err
 	}
 	return sample{ops: len(lats), elapsed: finished.Sub(from), lats: lats, cpu: cpu1 - cpu0, allOps: all}, nil
-}
-
-// processCPU returns the user and system CPU time this process has used:
-// etcd's, the server's and the load's, since all run in it.
-func processCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("getrusage: %w", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // runWrites measures every write path, operation and concurrency level, for
@@ -408,7 +398,7 @@ func runWrites(ctx context.Context, e *env, cfg config) ([]writeRow, error) {
 	}
 	agg := map[key]*sample{}
 	for r := range cfg.Rounds {
-		order := roundOrder(paths, r)
+		order := harness.RoundOrder(paths, r)
 		for _, c := range cfg.Concurrency {
 			for _, op := range writeOps {
 				for _, p := range order {
@@ -446,18 +436,6 @@ func runWrites(ctx context.Context, e *env, cfg config) ([]writeRow, error) {
 		}
 	}
 	return rows, nil
-}
-
-// roundOrder returns items in order for even rounds and reversed for odd
-// ones, so that no path always runs first or last (ABBA).
-func roundOrder[T any](items []T, round int) []T {
-	out := append([]T(nil), items...)
-	if round%2 == 1 {
-		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-			out[i], out[j] = out[j], out[i]
-		}
-	}
-	return out
 }
 
 func progress(cfg config, format string, args ...any) {

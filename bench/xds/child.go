@@ -10,8 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/sluice/sluice/bench/internal/harness"
 )
 
 // The simulated clients run in a child process (this same binary, started
@@ -256,31 +257,19 @@ func (p *clientProc) kill() {
 	p.cmd.Wait()
 }
 
-// cpuTime is this process's user + system CPU time.
+// cpuTime is this process's user + system CPU time, 0 if it cannot be
+// read.
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := harness.CPUTime()
+	return d
 }
 
 // raiseFileLimit makes sure this process may open need file descriptors:
 // every simulated client is a connection, at both ends.
 func raiseFileLimit(need uint64, who string) error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("reading the open-file limit: %w", err)
+	hard, err := harness.RaiseFileLimit(need)
+	if err == nil && hard < need {
+		err = fmt.Errorf("the %s need about %d open files but this process's hard limit is %d: raise it (ulimit -Hn, as root) or pass fewer -clients", who, need, hard)
 	}
-	if lim.Cur >= need {
-		return nil
-	}
-	lim.Cur = min(need, lim.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raising the open-file limit to %d: %w", lim.Cur, err)
-	}
-	if lim.Cur < need {
-		return fmt.Errorf("the %s need about %d open files but this process's hard limit is %d: raise it (ulimit -Hn, as root) or pass fewer -clients", who, need, lim.Max)
-	}
-	return nil
+	return err
 }

@@ -44,12 +44,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice/sluice/bench/internal/harness"
 )
 
 // config is what a run measures.
@@ -131,7 +130,7 @@ func main() {
 func mainErr() error {
 	def := defaultConfig()
 	short := flag.Bool("short", false, "tiny parameters: check that everything runs, in seconds")
-	clients := flag.String("clients", joinInts(def.Clients), "comma-separated numbers of connected clients")
+	clients := flag.String("clients", harness.JoinInts(def.Clients), "comma-separated numbers of connected clients")
 	protocols := flag.String("protocols", strings.Join(def.Protocols, ","), "sotw, delta or both")
 	targets := flag.String("targets", strings.Join(def.Targets, ","), "servers to measure: snapshotcache, sluice or both")
 	changes := flag.Int("changes", def.Changes, "measured changes per measurement (after one warm-up change)")
@@ -145,20 +144,17 @@ func mainErr() error {
 	memprofile := flag.String("memprofile", "", "write a heap profile of the server process with its clients connected and idle, per measurement, to files with this prefix")
 	changesprofile := flag.String("cpuprofile-changes", "", "write a CPU profile of the server process during the measured changes, per measurement, to files with this prefix (not with -cpuprofile)")
 	verbose := flag.Bool("v", false, "log the servers' warnings")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	set, err := harness.ParseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		return err
 	}
 
 	cfg := def
 	if *short {
 		cfg = shortConfig()
 	}
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
 	if set["clients"] {
-		if cfg.Clients, err = parseInts("clients", *clients); err != nil {
+		if cfg.Clients, err = harness.ParseInts("clients", *clients); err != nil {
 			return err
 		}
 	}
@@ -185,37 +181,11 @@ func mainErr() error {
 	if *cpuprofile != "" && *changesprofile != "" {
 		return errors.New("-cpuprofile and -cpuprofile-changes: one CPU profile at a time")
 	}
-	level := slog.LevelError
-	if *verbose {
-		level = slog.LevelWarn
-	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log = harness.Logger(*verbose)
 	cfg.Progress = os.Stderr
-
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	res, err := run(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if *markdown {
-		res.markdown(os.Stdout)
-	} else {
-		res.text(os.Stdout)
-	}
-	return nil
+	return harness.Run(*cpuprofile, *markdown, os.Stdout, func(ctx context.Context) (*results, error) {
+		return run(ctx, cfg)
+	})
 }
 
 // validate checks a config before anything starts.
@@ -260,24 +230,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func parseInts(name, s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-%s: %q is not a positive integer", name, f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
-func joinInts(ns []int) string {
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = strconv.Itoa(n)
-	}
-	return strings.Join(s, ",")
 }

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"math"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/sluice/sluice/bench/internal/report"
 )
 
 // Targets of the issue.
@@ -79,7 +76,7 @@ func (rw *row) lats() []time.Duration {
 func (rw *row) worstChange() (p99, maxLat time.Duration) {
 	for _, m := range rw.ms {
 		for _, c := range m.changes {
-			if p := percentile(c.lats, 99); p > p99 {
+			if p := report.Percentile(c.lats, 99); p > p99 {
 				p99, maxLat = p, slices.Max(c.lats)
 			}
 		}
@@ -97,7 +94,7 @@ func (rw *row) first() time.Duration {
 			firsts = append(firsts, slices.Min(c.lats))
 		}
 	}
-	return percentile(firsts, 50)
+	return report.Percentile(firsts, 50)
 }
 
 func (rw *row) changes() int {
@@ -213,25 +210,6 @@ func (rw *row) clientCPUPerChange() time.Duration {
 	return rw.perChange(func(c change) time.Duration { return c.clientCPU })
 }
 
-// percentile returns the nearest-rank p-th percentile (p = 100 is the
-// maximum), 0 when there are none.
-func percentile(lats []time.Duration, p float64) time.Duration {
-	if len(lats) == 0 {
-		return 0
-	}
-	sorted := slices.Clone(lats)
-	slices.Sort(sorted)
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return math.Inf(1)
-	}
-	return a / b
-}
-
 func fmtRatio(x float64) string {
 	if math.IsInf(x, 0) || math.IsNaN(x) {
 		return "—"
@@ -256,42 +234,33 @@ func fmtBytes(b float64) string {
 	return fmt.Sprintf("%.1f kB", b/1000)
 }
 
-// table is a header and rows of cells, printed as text or Markdown.
-type table struct {
-	title  string
-	header []string
-	// numeric is the first column of numbers, right-aligned in Markdown.
-	numeric int
-	rows    [][]string
-}
-
-func (r *results) tables() []table {
+func (r *results) tables() []report.Table {
 	debounce := "Sluice's default debounce window, 100 ms"
 	if r.cfg.Debounce > 0 {
 		debounce = fmt.Sprintf("Sluice's debounce window %v", r.cfg.Debounce)
 	}
-	main := table{
-		title: fmt.Sprintf("Convergence, memory and CPU (%d changes × %d rounds per row; convergence = from the change until a client ACKed the new ClusterLoadAssignment, every client of every change pooled; %s)",
+	main := report.Table{
+		Title: fmt.Sprintf("Convergence, memory and CPU (%d changes × %d rounds per row; convergence = from the change until a client ACKed the new ClusterLoadAssignment, every client of every change pooled; %s)",
 			r.cfg.Changes, r.cfg.Rounds, debounce),
-		header:  []string{"clients connected", "protocol", "server", "connect", "CPU to connect", "first ACK", "p50", "p99", "max", "worst change p99", "heap+stacks / idle client", "RSS / idle client", "CPU / change"},
-		numeric: 3,
+		Header:  []string{"clients connected", "protocol", "server", "connect", "CPU to connect", "first ACK", "p50", "p99", "max", "worst change p99", "heap+stacks / idle client", "RSS / idle client", "CPU / change"},
+		Numeric: 3,
 	}
-	detail := table{
-		title:   "Per client, and the clients' process (memory growth from before the clients to the idle point, ÷ clients; CPU of the clients' process)",
-		header:  []string{"clients", "protocol", "server", "goroutines / client", "heap / client", "stacks / client", "heap+stacks / client after the changes", "allocated / change", "GC cycles / change", "responses / client / change", "clients' CPU to connect", "clients' CPU / change", "clients' RSS", "other processes during the changes"},
-		numeric: 3,
+	detail := report.Table{
+		Title:   "Per client, and the clients' process (memory growth from before the clients to the idle point, ÷ clients; CPU of the clients' process)",
+		Header:  []string{"clients", "protocol", "server", "goroutines / client", "heap / client", "stacks / client", "heap+stacks / client after the changes", "allocated / change", "GC cycles / change", "responses / client / change", "clients' CPU to connect", "clients' CPU / change", "clients' RSS", "other processes during the changes"},
+		Numeric: 3,
 	}
 	for _, rw := range r.rows {
 		lats := rw.lats()
 		alloc, gcs := rw.allocPerChange()
 		worstP99, _ := rw.worstChange()
-		main.rows = append(main.rows, []string{
+		main.Rows = append(main.Rows, []string{
 			fmt.Sprint(rw.n), rw.protocol, targetTitle(rw.target),
 			fmtDur(rw.connect()), fmtDur(rw.connectCPU()), fmtDur(rw.first()),
-			fmtDur(percentile(lats, 50)), fmtDur(percentile(lats, 99)), fmtDur(percentile(lats, 100)), fmtDur(worstP99),
+			fmtDur(report.Percentile(lats, 50)), fmtDur(report.Percentile(lats, 99)), fmtDur(report.Percentile(lats, 100)), fmtDur(worstP99),
 			fmtBytes(rw.perClient(heapStacks)), fmtBytes(rw.perClient(rssOf)), fmtDur(rw.cpuPerChange()),
 		})
-		detail.rows = append(detail.rows, []string{
+		detail.Rows = append(detail.Rows, []string{
 			fmt.Sprint(rw.n), rw.protocol, targetTitle(rw.target),
 			fmt.Sprintf("%.1f", rw.perClient(goroutinesOf)),
 			fmtBytes(rw.perClient(heapOnly)), fmtBytes(rw.perClient(stacksOnly)), fmtBytes(rw.perClientAfter(heapStacks)),
@@ -302,12 +271,12 @@ func (r *results) tables() []table {
 			fmt.Sprintf("%.2f cores", rw.otherLoad()),
 		})
 	}
-	out := []table{main}
+	out := []report.Table{main}
 	if slices.Contains(r.cfg.Targets, targetSluice) && slices.Contains(r.cfg.Targets, targetSnapshotCache) {
-		ratios := table{
-			title:   "Sluice ÷ SnapshotCache (below 1.00× Sluice is ahead)",
-			header:  []string{"clients", "protocol", "connect", "CPU to connect", "p50", "p99", "max", "heap+stacks / client", "RSS / client", "CPU / change"},
-			numeric: 2,
+		ratios := report.Table{
+			Title:   "Sluice ÷ SnapshotCache (below 1.00× Sluice is ahead)",
+			Header:  []string{"clients", "protocol", "connect", "CPU to connect", "p50", "p99", "max", "heap+stacks / client", "RSS / client", "CPU / change"},
+			Numeric: 2,
 		}
 		for _, rw := range r.rows {
 			if rw.target != targetSluice {
@@ -318,16 +287,16 @@ func (r *results) tables() []table {
 				continue
 			}
 			sl, bl := rw.lats(), b.lats()
-			ratios.rows = append(ratios.rows, []string{
+			ratios.Rows = append(ratios.Rows, []string{
 				fmt.Sprint(rw.n), rw.protocol,
-				fmtRatio(ratio(float64(rw.connect()), float64(b.connect()))),
-				fmtRatio(ratio(float64(rw.connectCPU()), float64(b.connectCPU()))),
-				fmtRatio(ratio(float64(percentile(sl, 50)), float64(percentile(bl, 50)))),
-				fmtRatio(ratio(float64(percentile(sl, 99)), float64(percentile(bl, 99)))),
-				fmtRatio(ratio(float64(percentile(sl, 100)), float64(percentile(bl, 100)))),
-				fmtRatio(ratio(rw.perClient(heapStacks), b.perClient(heapStacks))),
-				fmtRatio(ratio(rw.perClient(rssOf), b.perClient(rssOf))),
-				fmtRatio(ratio(float64(rw.cpuPerChange()), float64(b.cpuPerChange()))),
+				fmtRatio(report.Ratio(float64(rw.connect()), float64(b.connect()))),
+				fmtRatio(report.Ratio(float64(rw.connectCPU()), float64(b.connectCPU()))),
+				fmtRatio(report.Ratio(float64(report.Percentile(sl, 50)), float64(report.Percentile(bl, 50)))),
+				fmtRatio(report.Ratio(float64(report.Percentile(sl, 99)), float64(report.Percentile(bl, 99)))),
+				fmtRatio(report.Ratio(float64(report.Percentile(sl, 100)), float64(report.Percentile(bl, 100)))),
+				fmtRatio(report.Ratio(rw.perClient(heapStacks), b.perClient(heapStacks))),
+				fmtRatio(report.Ratio(rw.perClient(rssOf), b.perClient(rssOf))),
+				fmtRatio(report.Ratio(float64(rw.cpuPerChange()), float64(b.cpuPerChange()))),
 			})
 		}
 		out = append(out, ratios)
@@ -346,13 +315,13 @@ func (r *results) verdicts() []string {
 		if rw.n == targetClients {
 			out = append(out, fmt.Sprintf("%s: all %d connected and in sync, %d of %d rounds: met", at, rw.n, len(rw.ms), r.cfg.Rounds))
 		}
-		p99 := percentile(rw.lats(), 99)
+		p99 := report.Percentile(rw.lats(), 99)
 		worst, _ := rw.worstChange()
 		out = append(out, fmt.Sprintf("%s: convergence p99 %s (worst single change %s); target < %v: %s",
-			at, fmtDur(p99), fmtDur(worst), targetP99, metOrMissed(p99 < targetP99)))
+			at, fmtDur(p99), fmtDur(worst), targetP99, report.MetOrMissed(p99 < targetP99)))
 		hs, rs := rw.perClient(heapStacks), rw.perClient(rssOf)
 		out = append(out, fmt.Sprintf("%s: %s heap+stacks, %s RSS per idle client; target < %s: %s",
-			at, fmtBytes(hs), fmtBytes(rs), fmtBytes(targetBytesClient), metOrMissed(hs < targetBytesClient && rs < targetBytesClient)))
+			at, fmtBytes(hs), fmtBytes(rs), fmtBytes(targetBytesClient), report.MetOrMissed(hs < targetBytesClient && rs < targetBytesClient)))
 		if b := r.find(rw.n, rw.protocol, targetSnapshotCache); b != nil {
 			var ahead, behind []string
 			cmp := func(name string, s, base float64) {
@@ -363,8 +332,8 @@ func (r *results) verdicts() []string {
 				}
 			}
 			sl, bl := rw.lats(), b.lats()
-			cmp("p99", float64(percentile(sl, 99)), float64(percentile(bl, 99)))
-			cmp("max", float64(percentile(sl, 100)), float64(percentile(bl, 100)))
+			cmp("p99", float64(report.Percentile(sl, 99)), float64(report.Percentile(bl, 99)))
+			cmp("max", float64(report.Percentile(sl, 100)), float64(report.Percentile(bl, 100)))
 			cmp("memory", rw.perClient(heapStacks), b.perClient(heapStacks))
 			cmp("CPU/change", float64(rw.cpuPerChange()), float64(b.cpuPerChange()))
 			line := fmt.Sprintf("%s: ahead of SnapshotCache on %s", at, strings.Join(ahead, ", "))
@@ -374,76 +343,13 @@ func (r *results) verdicts() []string {
 			if len(behind) > 0 {
 				line += fmt.Sprintf("; behind on %s", strings.Join(behind, ", "))
 			}
-			out = append(out, line+": "+metOrMissed(len(behind) == 0))
+			out = append(out, line+": "+report.MetOrMissed(len(behind) == 0))
 		}
 	}
 	return out
 }
 
-func metOrMissed(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
-
-func (r *results) text(w io.Writer) {
-	fmt.Fprintln(w, r.machine)
-	for _, t := range r.tables() {
-		fmt.Fprintf(w, "\n%s\n", t.title)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
-		for _, row := range t.rows {
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
-		}
-		tw.Flush()
-	}
-	if v := r.verdicts(); len(v) > 0 {
-		fmt.Fprintln(w)
-		for _, line := range v {
-			fmt.Fprintln(w, line)
-		}
-	}
-}
-
-func (r *results) markdown(w io.Writer) {
-	fmt.Fprintf(w, "Machine: %s\n", r.machine)
-	for _, t := range r.tables() {
-		fmt.Fprintf(w, "\n%s\n\n", t.title)
-		fmt.Fprintf(w, "| %s |\n", strings.Join(t.header, " | "))
-		seps := make([]string, len(t.header))
-		for i := range seps {
-			seps[i] = "---"
-			if i >= t.numeric {
-				seps[i] = "---:"
-			}
-		}
-		fmt.Fprintf(w, "|%s|\n", strings.Join(seps, "|"))
-		for _, row := range t.rows {
-			fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
-		}
-	}
-	if v := r.verdicts(); len(v) > 0 {
-		fmt.Fprintln(w)
-		for _, line := range v {
-			fmt.Fprintf(w, "- %s\n", line)
-		}
-	}
-}
-
-// describeMachine says where the run happened.
-func describeMachine() string {
-	cpu := "unknown CPU"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if name, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
-				break
-			}
-		}
-		f.Close()
-	}
-	return fmt.Sprintf("%s, %d CPUs (GOMAXPROCS %d) shared by the server process (server, etcd) and the clients' process, %s %s/%s",
-		cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+// Report is the results as the program prints them.
+func (r *results) Report() report.Report {
+	return report.Report{Machine: r.machine, Tables: r.tables(), Verdicts: r.verdicts()}
 }

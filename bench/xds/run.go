@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice/sluice/bench/internal/harness"
+	"github.com/sluice/sluice/bench/internal/report"
 	"github.com/sluice/sluice/internal/store"
 )
 
@@ -113,11 +115,11 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	e.weight = e.sc.weight()
 	progress(cfg, "etcd at %s; Service %s with %d Endpoints", e.etcd.Endpoint(), listenerFor, cfg.Endpoints)
 
-	res := &results{cfg: cfg, machine: describeMachine()}
+	res := &results{cfg: cfg, machine: report.DescribeMachine("the server process (server, etcd) and the clients' process")}
 	for _, n := range cfg.Clients {
 		for _, proto := range cfg.Protocols {
 			for round := range cfg.Rounds {
-				for _, tname := range roundOrder(cfg.Targets, round) {
+				for _, tname := range harness.RoundOrder(cfg.Targets, round) {
 					m, err := e.measure(ctx, tname, proto, n, round)
 					if err != nil {
 						return nil, fmt.Errorf("%s, %s, %d clients, round %d: %w", targetTitle(tname), proto, n, round+1, err)
@@ -274,7 +276,7 @@ func (e *env) measure(ctx context.Context, tname, proto string, n, round int) (_
 		}
 		if k > 0 {
 			m.changes = append(m.changes, c)
-			progress(cfg, "  change %d: all %d ACKed in %v (p50 %v)", k, n, fmtDur(slices.Max(c.lats)), fmtDur(percentile(c.lats, 50)))
+			progress(cfg, "  change %d: all %d ACKed in %v (p50 %v)", k, n, fmtDur(slices.Max(c.lats)), fmtDur(report.Percentile(c.lats, 50)))
 		}
 		sleep(ctx, cfg.Gap)
 	}
@@ -390,16 +392,6 @@ func writeHeapProfile(path string) error {
 	}
 	defer f.Close()
 	return pprof.Lookup("heap").WriteTo(f, 0)
-}
-
-// roundOrder is the targets in order on even rounds and reversed on odd
-// ones (A B, B A, …), so a slow spell of the shared machine hits both.
-func roundOrder(targets []string, round int) []string {
-	out := slices.Clone(targets)
-	if round%2 == 1 {
-		slices.Reverse(out)
-	}
-	return out
 }
 
 func sleep(ctx context.Context, d time.Duration) {
