@@ -43,6 +43,9 @@ type Controller struct {
 	retries   int
 	limiter   workqueue.TypedRateLimiter[string]
 	log       *slog.Logger
+
+	mu    sync.Mutex
+	queue workqueue.TypedRateLimitingInterface[string] // while running
 }
 
 // NewController returns a controller calling reconcile for the objects of
@@ -99,6 +102,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 
+	c.mu.Lock()
+	c.queue = queue
+	c.mu.Unlock()
 	var wg sync.WaitGroup
 	select {
 	case <-reg.HasSyncedChecker().Done():
@@ -116,6 +122,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.informer.RemoveEventHandler(reg); err != nil {
 		c.log.Warn("removing the event handler failed", "err", err)
 	}
+	c.mu.Lock()
+	c.queue = nil
+	c.mu.Unlock()
 	// Workers take what is left in the queue without reconciling it (see
 	// next), so waiting for them drains the queue as ShutDownWithDrain
 	// would; that one, on a rate-limited queue, would not stop the goroutine
@@ -124,6 +133,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Wait()
 	c.log.Debug("controller stopped")
 	return nil
+}
+
+// Enqueue asks for key ("namespace/name") to be reconciled, for changes the
+// informer does not see (state kept outside the object). It does nothing
+// while the controller is not running: Run reconciles every object at start.
+func (c *Controller) Enqueue(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queue != nil {
+		c.queue.Add(key)
+	}
 }
 
 func (c *Controller) enqueue(queue workqueue.TypedRateLimitingInterface[string], obj any) {

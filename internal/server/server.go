@@ -23,6 +23,7 @@ import (
 	"github.com/sluice/sluice/internal/apiserver"
 	"github.com/sluice/sluice/internal/auth"
 	"github.com/sluice/sluice/internal/informer"
+	"github.com/sluice/sluice/internal/registry"
 	"github.com/sluice/sluice/internal/replica"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
@@ -39,6 +40,9 @@ type Config struct {
 	// become snapshots (see xds.ControllerOptions).
 	XDSDebounceWindow   time.Duration
 	XDSDebounceMaxDelay time.Duration
+	// RegistryLeaseTTL bounds how long the health checks of a replica that
+	// dies stay unowned before another replica takes them over.
+	RegistryLeaseTTL time.Duration
 	// EtcdEndpoints selects an external etcd cluster; empty runs the embedded one.
 	EtcdEndpoints  []string
 	EtcdClientAddr string
@@ -195,6 +199,10 @@ func (s *Server) Run(ctx context.Context) error {
 	translator := xds.NewController(sources, ads.Cache, xds.ControllerOptions{
 		Logger: xdsLog, Window: cfg.XDSDebounceWindow, MaxDelay: cfg.XDSDebounceMaxDelay,
 	})
+	health := registry.New(st, registry.Options{
+		ReplicaID: members.Self().ID, SessionTTL: cfg.RegistryLeaseTTL,
+		Logger: s.log.With("component", "registry"), Registerer: reg,
+	})
 	api := apiserver.New(apiserver.Config{
 		Store: st, Tokens: tokens, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout, Logger: s.log.With("component", "apiserver"),
 		Registerer: reg,
@@ -202,6 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Gatherer: prometheus.Gatherers{reg, prometheus.DefaultGatherer},
 		Extra: map[string]http.Handler{
 			"GET /apis/sluice.io/v1alpha1/proxies": ads.Proxies.Handler(apiURL, peerAPIs(members)),
+			registry.HeartbeatPath:                 health.HeartbeatHandler(),
 		},
 	})
 
@@ -215,6 +224,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { st.RunMaintenance(bg, maint) })
 	wg.Go(func() { members.Run(bg) })
+	wg.Go(func() {
+		if err := health.Run(bg); err != nil {
+			s.log.Error("registry stopped", "err", err)
+		}
+	})
 	wg.Go(func() {
 		if err := translator.Run(bg); err != nil {
 			s.log.Error("xds translation stopped", "err", err)
