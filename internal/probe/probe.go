@@ -74,6 +74,11 @@ func findPort(ports []resource.EndpointPort, name string) (int32, bool) {
 			return p.Port, true
 		}
 	}
+	// A number that names no port is the port to check (a health port that
+	// serves no traffic).
+	if n, err := strconv.ParseInt(name, 10, 32); err == nil {
+		return int32(n), true
+	}
 	return 0, false
 }
 

@@ -142,6 +142,11 @@ func TestTarget(t *testing.T) {
 			want: "10.0.0.1:9901",
 		},
 		{
+			name: "a port number that names no port",
+			ep:   endpoint("10.0.0.1", ports, &resource.HealthCheck{Port: "8081"}),
+			want: "10.0.0.1:8081",
+		},
+		{
 			name: "first port when the check names none",
 			ep:   endpoint("10.0.0.1", ports, &resource.HealthCheck{}),
 			want: "10.0.0.1:8080",

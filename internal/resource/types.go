@@ -139,8 +139,8 @@ type HealthCheck struct {
 	HTTP *HTTPHealthCheck `json:"http,omitempty"`
 	TCP  *TCPHealthCheck  `json:"tcp,omitempty"`
 	GRPC *GRPCHealthCheck `json:"grpc,omitempty"`
-	// Port is the port to check: a port name of the Endpoint, or empty for its
-	// first port.
+	// Port is the port to check: a port name of the Endpoint, a port number
+	// (a health port that serves no traffic), or empty for its first port.
 	Port string `json:"port,omitempty"`
 	// Interval between checks (default 10s).
 	Interval *metav1.Duration `json:"interval,omitempty"`

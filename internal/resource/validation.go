@@ -3,6 +3,7 @@ package resource
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -181,7 +182,11 @@ func validateEndpoint(e *Endpoint) field.ErrorList {
 	if hc := e.Spec.HealthCheck; hc != nil {
 		errs = append(errs, validateHealthCheck(p.Child("healthCheck"), hc)...)
 		if hc.Port != "" && !names[hc.Port] {
-			errs = append(errs, field.Invalid(p.Child("healthCheck", "port"), hc.Port, "must name one of spec.ports"))
+			if n, err := strconv.Atoi(hc.Port); err != nil {
+				errs = append(errs, field.Invalid(p.Child("healthCheck", "port"), hc.Port, "must name one of spec.ports or be a port number"))
+			} else {
+				errs = append(errs, validPort(p.Child("healthCheck", "port"), int32(n))...)
+			}
 		}
 	}
 	if ttl := e.Spec.TTL; ttl != nil {

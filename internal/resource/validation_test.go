@@ -87,7 +87,13 @@ metadata: {name: e}
 spec: {address: 10.0.0.1, ports: [{port: 80}], healthCheck: {http: {}, tcp: {}}}`, []string{"spec.healthCheck: exactly one of http, tcp and grpc"}},
 		{"endpoint check port must exist", resource.EndpointKind, `
 metadata: {name: e}
-spec: {address: 10.0.0.1, ports: [{name: http, port: 80}], healthCheck: {tcp: {}, port: admin}}`, []string{"spec.healthCheck.port: must name one of spec.ports"}},
+spec: {address: 10.0.0.1, ports: [{name: http, port: 80}], healthCheck: {tcp: {}, port: admin}}`, []string{"spec.healthCheck.port: must name one of spec.ports or be a port number"}},
+		{"endpoint check port number", resource.EndpointKind, `
+metadata: {name: e}
+spec: {address: 10.0.0.1, ports: [{name: http, port: 80}], healthCheck: {tcp: {}, port: "8081"}}`, nil},
+		{"endpoint check port number range", resource.EndpointKind, `
+metadata: {name: e}
+spec: {address: 10.0.0.1, ports: [{name: http, port: 80}], healthCheck: {tcp: {}, port: "70000"}}`, []string{"spec.healthCheck.port: must be 1-65535"}},
 		{"endpoint check timeout", resource.EndpointKind, `
 metadata: {name: e}
 spec: {address: 10.0.0.1, ports: [{port: 80}], healthCheck: {tcp: {}, interval: 1s, timeout: 2s}}`, []string{"spec.healthCheck.timeout: must not be longer than interval"}},
