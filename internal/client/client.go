@@ -290,24 +290,31 @@ func (c *Client) Watch(ctx context.Context, r Resource, namespace string, opts W
 	if opts.Timeout > 0 {
 		q.Set("timeoutSeconds", fmt.Sprint(int(opts.Timeout.Seconds())))
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, r.Path(namespace, "", ""), q, nil, "")
+	w, _, err := c.openStream(ctx, r.Path(namespace, "", ""), q)
+	return w, err
+}
+
+// openStream sends a GET that answers a stream of JSON lines, and returns
+// the stream and the response's header.
+func (c *Client) openStream(ctx context.Context, path string, q url.Values) (*Watch, http.Header, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", resource.ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: %w", resource.ErrUnavailable, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		data, _ := io.ReadAll(resp.Body)
-		return nil, statusError(resp.StatusCode, data)
+		return nil, nil, statusError(resp.StatusCode, data)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	// An event holds one object, which the server bounds by its body limit
 	// plus status; allow well beyond the default 3 MiB.
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	return &Watch{body: resp.Body, sc: sc}, nil
+	return &Watch{body: resp.Body, sc: sc}, resp.Header, nil
 }
 
 // ErrWatchClosed says the stream ended: the server closed it or the
@@ -317,17 +324,23 @@ var ErrWatchClosed = errors.New("watch stream closed")
 // Next blocks for the next event. It returns ErrWatchClosed (possibly
 // wrapping the cause) when the stream ends.
 func (w *Watch) Next() (Event, error) {
+	var ev Event
+	err := w.next(&ev)
+	return ev, err
+}
+
+// next decodes the next line of the stream into v.
+func (w *Watch) next(v any) error {
 	if !w.sc.Scan() {
 		if err := w.sc.Err(); err != nil {
-			return Event{}, fmt.Errorf("%w: %w", ErrWatchClosed, err)
+			return fmt.Errorf("%w: %w", ErrWatchClosed, err)
 		}
-		return Event{}, ErrWatchClosed
+		return ErrWatchClosed
 	}
-	var ev Event
-	if err := json.Unmarshal(w.sc.Bytes(), &ev); err != nil {
-		return Event{}, fmt.Errorf("client: malformed watch event: %w", err)
+	if err := json.Unmarshal(w.sc.Bytes(), v); err != nil {
+		return fmt.Errorf("client: malformed watch event: %w", err)
 	}
-	return ev, nil
+	return nil
 }
 
 // Close ends the stream.

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice/sluice/internal/apiserver"
 	"github.com/sluice/sluice/internal/auth"
 	"github.com/sluice/sluice/internal/informer"
+	"github.com/sluice/sluice/internal/kv"
 	"github.com/sluice/sluice/internal/registry"
 	"github.com/sluice/sluice/internal/replica"
 	"github.com/sluice/sluice/internal/resource"
@@ -203,6 +204,8 @@ func (s *Server) Run(ctx context.Context) error {
 		ReplicaID: members.Self().ID, SessionTTL: cfg.RegistryLeaseTTL,
 		Logger: s.log.With("component", "registry"), Registerer: reg,
 	})
+	kvStore := kv.New(client, kv.Options{Logger: s.log.With("component", "kv")})
+	kvAPI := kv.NewHandler(kvStore, s.log.With("component", "kv"))
 	api := apiserver.New(apiserver.Config{
 		Store: st, Tokens: tokens, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout, Logger: s.log.With("component", "apiserver"),
 		Registerer: reg,
@@ -210,6 +213,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Gatherer: prometheus.Gatherers{reg, prometheus.DefaultGatherer},
 		Extra: map[string]http.Handler{
 			"GET /apis/sluice.io/v1alpha1/proxies": ads.Proxies.Handler(apiURL, peerAPIs(members)),
+			"/v1/kv/":                              kvAPI,
 			registry.HeartbeatPath:                 health.HeartbeatHandler(),
 		},
 	})
@@ -224,6 +228,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { st.RunMaintenance(bg, maint) })
 	wg.Go(func() { members.Run(bg) })
+	wg.Go(func() { kvStore.Run(bg) })
 	wg.Go(func() {
 		if err := health.Run(bg); err != nil {
 			s.log.Error("registry stopped", "err", err)
@@ -242,6 +247,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(api.CloseWatches)
+	srv.RegisterOnShutdown(kvAPI.CloseWatches)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
