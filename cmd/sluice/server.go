@@ -37,7 +37,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "address of the xDS (ADS) server for proxies and proxyless gRPC clients")
 	f.DurationVar(&cfg.XDSDebounceWindow, "xds-debounce-window", 100*time.Millisecond, "a burst of changes becomes one xDS push once it pauses this long")
 	f.DurationVar(&cfg.XDSDebounceMaxDelay, "xds-debounce-max-delay", time.Second, "longest a change waits for its xDS push while changes keep coming")
-	f.DurationVar(&cfg.RegistryLeaseTTL, "registry-lease-ttl", 10*time.Second, "how long the health checks of a replica that dies wait before another replica takes them over")
+	f.DurationVar(&cfg.RegistryLeaseTTL, "registry-lease-ttl", 5*time.Second, "how long the health checks of a replica that dies wait before another replica takes them over")
 	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "use this external etcd cluster (comma-separated client URLs) instead of the embedded etcd")
 	f.StringVar(&cfg.EtcdClientAddr, "etcd-client-addr", "", "loopback host:port of the embedded etcd's client listener (default: a free port)")
 	f.StringVar(&cfg.EtcdPeerAddr, "etcd-peer-addr", "", "loopback host:port of the embedded etcd's peer listener (default: a free port)")

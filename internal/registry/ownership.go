@@ -126,7 +126,16 @@ func score(member, key string) uint64 {
 	h.Write([]byte(member))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
-	return h.Sum64()
+	// FNV alone barely mixes inputs that differ in one early byte (member
+	// ids that share a prefix), so that one member would outrank the others
+	// for most keys; a splitmix64 finalizer spreads it.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // shouldClaim reports whether this replica should try to claim the

@@ -25,7 +25,7 @@ type Options struct {
 	// ReplicaID names this server replica among those sharing the etcd.
 	ReplicaID string
 	// SessionTTL bounds how long the checks of a replica that dies stay
-	// unowned before another replica takes them (whole seconds, default 10s).
+	// unowned before another replica takes them (whole seconds, default 5s).
 	SessionTTL time.Duration
 	// Resync is how often every Endpoint is reconciled even without a
 	// change (default 10s).
@@ -66,7 +66,7 @@ type Registry struct {
 // New returns a registry over the store's Endpoints. It starts nothing.
 func New(st *store.Store, opts Options) *Registry {
 	if opts.SessionTTL < time.Second {
-		opts.SessionTTL = 10 * time.Second
+		opts.SessionTTL = 5 * time.Second
 	}
 	if opts.Resync <= 0 {
 		opts.Resync = 10 * time.Second
@@ -118,8 +118,9 @@ func (r *Registry) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	err := r.ctrl.Run(ctx)
-	wg.Wait()
+	// Checks stop first: the session's hand-over may wait on etcd.
 	r.stopAllChecks()
+	wg.Wait()
 	return err
 }
 
