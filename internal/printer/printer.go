@@ -262,17 +262,29 @@ func endpointPorts(o map[string]any) string {
 	return joined(parts)
 }
 
+// healthCheck shows an Endpoint's checks: the active one (http:/path, grpc,
+// tcp) and a TTL (ttl:10s), with the state of each when it has one.
 func healthCheck(o map[string]any) string {
+	states := map[string]string{}
+	for _, c := range items(field(o, "status", "checks")) {
+		if s, ok := c["state"].(string); ok {
+			states[fmt.Sprint(c["name"])] = "=" + s
+		}
+	}
+	var parts []string
 	hc, _ := field(o, "spec", "healthCheck").(map[string]any)
 	for _, typ := range []string{"http", "grpc", "tcp"} {
 		if check, ok := hc[typ].(map[string]any); ok {
 			if path, ok := check["path"].(string); ok {
-				return typ + ":" + path
+				typ += ":" + path
 			}
-			return typ
+			parts = append(parts, typ+states["active"])
 		}
 	}
-	return none
+	if ttl, ok := field(o, "spec", "ttl").(string); ok {
+		parts = append(parts, "ttl:"+ttl+states["ttl"])
+	}
+	return joined(parts)
 }
 
 func targets(o map[string]any) string {
