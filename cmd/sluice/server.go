@@ -35,6 +35,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "./sluice-data", "directory of the embedded etcd's data")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:7070", "address of the REST API, UI, health and metrics")
 	f.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "address of the xDS (ADS) server for proxies and proxyless gRPC clients")
+	f.StringVar(&cfg.ConsulAddr, "consul-addr", "127.0.0.1:8500", "address of the Consul-compatible API (Consul's own default, so Consul clients work unchanged; empty disables it)")
 	f.DurationVar(&cfg.XDSDebounceWindow, "xds-debounce-window", 100*time.Millisecond, "a burst of changes becomes one xDS push once it pauses this long")
 	f.DurationVar(&cfg.XDSDebounceMaxDelay, "xds-debounce-max-delay", time.Second, "longest a change waits for its xDS push while changes keep coming")
 	f.DurationVar(&cfg.RegistryLeaseTTL, "registry-lease-ttl", 5*time.Second, "how long the health checks of a replica that dies wait before another replica takes them over")

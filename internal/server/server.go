@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice/sluice/internal/apiserver"
 	"github.com/sluice/sluice/internal/auth"
+	"github.com/sluice/sluice/internal/consul"
 	"github.com/sluice/sluice/internal/informer"
 	"github.com/sluice/sluice/internal/kv"
 	"github.com/sluice/sluice/internal/registry"
@@ -37,6 +38,9 @@ type Config struct {
 	HTTPAddr string
 	// XDSAddr is where ADS is served to proxies and proxyless clients.
 	XDSAddr string
+	// ConsulAddr is where the Consul-compatible API is served (empty: not
+	// at all). Its own listener: the main API's /v1/kv is Sluice's KV.
+	ConsulAddr string
 	// XDSDebounceWindow and XDSDebounceMaxDelay shape how bursts of changes
 	// become snapshots (see xds.ControllerOptions).
 	XDSDebounceWindow   time.Duration
@@ -68,9 +72,10 @@ type Server struct {
 	log   *slog.Logger
 	ready chan struct{}
 
-	mu       sync.Mutex // guards httpAddr, xdsAddr
-	httpAddr string
-	xdsAddr  string
+	mu         sync.Mutex // guards httpAddr, xdsAddr, consulAddr
+	httpAddr   string
+	xdsAddr    string
+	consulAddr string
 }
 
 // New returns a server; Run starts it.
@@ -101,18 +106,32 @@ func (s *Server) XDSAddr() string {
 	return s.xdsAddr
 }
 
-// CheckListenAddr refuses to serve a non-loopback address without
+// ConsulAddr is the address the Consul-compatible API listens on, once
+// Ready ("" when it is not served).
+func (s *Server) ConsulAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.consulAddr
+}
+
+// CheckListenAddr refuses to serve the API on a non-loopback address without
 // authentication unless insecure is set.
 func CheckListenAddr(addr string, haveTokens, insecure bool) error {
+	return checkListenAddr("--http-addr", "the API", addr, haveTokens, insecure)
+}
+
+// checkListenAddr refuses to serve what (given by flag) on a non-loopback
+// address without authentication unless insecure is set.
+func checkListenAddr(flag, what, addr string, haveTokens, insecure bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--http-addr %q: %w", addr, err)
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
 	}
 	if haveTokens || insecure || isLoopback(host) {
 		return nil
 	}
-	return fmt.Errorf("refusing to serve the API on %s without authentication: anyone who can reach it could change routing. "+
-		"Pass --token-file with admin/read tokens, or --insecure to accept unauthenticated access from the network", addr)
+	return fmt.Errorf("refusing to serve %s on %s without authentication: anyone who can reach it could change routing. "+
+		"Pass --token-file with admin/read tokens, or --insecure to accept unauthenticated access from the network", what, addr)
 }
 
 func isLoopback(host string) bool {
@@ -140,6 +159,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := checkXDSAddr(cfg.XDSAddr, cfg.Insecure); err != nil {
 		return err
 	}
+	if cfg.ConsulAddr != "" {
+		if err := checkListenAddr("--consul-addr", "the Consul-compatible API", cfg.ConsulAddr, tokens != nil, cfg.Insecure); err != nil {
+			return err
+		}
+	}
 	if tokens == nil && !isLoopbackAddr(cfg.HTTPAddr) {
 		s.log.Warn("serving the API on a network address without authentication (--insecure)", "addr", cfg.HTTPAddr)
 	}
@@ -153,6 +177,13 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on --xds-addr: %w", err)
 	}
 	defer xln.Close()
+	var cln net.Listener
+	if cfg.ConsulAddr != "" {
+		if cln, err = net.Listen("tcp", cfg.ConsulAddr); err != nil {
+			return fmt.Errorf("listen on --consul-addr: %w", err)
+		}
+		defer cln.Close()
+	}
 
 	endpoints := cfg.EtcdEndpoints
 	embedded := len(endpoints) == 0
@@ -245,6 +276,26 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 
+	var csrv *http.Server
+	consulServed := make(chan struct{})
+	if cln == nil {
+		close(consulServed)
+	} else {
+		facade := consul.New(consul.Options{
+			Store: st, Registry: health, Tokens: tokens, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
+			Logger: s.log.With("component", "consul"),
+		})
+		csrv = &http.Server{Handler: facade.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		// Blocking queries answer at once when shutdown begins.
+		csrv.RegisterOnShutdown(facade.Close)
+		go func() {
+			defer close(consulServed)
+			if err := csrv.Serve(cln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("consul api stopped", "err", err)
+			}
+		}()
+	}
+
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(api.CloseWatches)
 	srv.RegisterOnShutdown(kvAPI.CloseWatches)
@@ -253,13 +304,20 @@ func (s *Server) Run(ctx context.Context) error {
 
 	s.mu.Lock()
 	s.httpAddr, s.xdsAddr = ln.Addr().String(), xln.Addr().String()
+	if cln != nil {
+		s.consulAddr = cln.Addr().String()
+	}
 	s.mu.Unlock()
-	s.log.Info("sluice server serving", "http", "http://"+ln.Addr().String(), "xds", xln.Addr().String(), "etcd", endpoints, "auth", tokens != nil)
+	s.log.Info("sluice server serving", "http", "http://"+ln.Addr().String(), "xds", xln.Addr().String(), "consul", s.ConsulAddr(), "etcd", endpoints, "auth", tokens != nil)
 	close(s.ready)
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
+		if csrv != nil {
+			csrv.Close()
+		}
+		<-consulServed
 		stopBG()
 		wg.Wait()
 		return fmt.Errorf("http server: %w", err)
@@ -267,7 +325,19 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	consulDone := make(chan error, 1)
+	go func() {
+		if csrv == nil {
+			consulDone <- nil
+			return
+		}
+		consulDone <- csrv.Shutdown(shutdownCtx)
+	}()
 	err = srv.Shutdown(shutdownCtx)
+	if cerr := <-consulDone; err == nil {
+		err = cerr
+	}
+	<-consulServed
 	stopBG()
 	wg.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {

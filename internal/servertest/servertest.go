@@ -33,6 +33,8 @@ type Server struct {
 	URL string
 	// XDSAddr is the host:port of the ADS server.
 	XDSAddr string
+	// ConsulAddr is the host:port of the Consul-compatible API.
+	ConsulAddr string
 	// Config is what the server was started with (DataDir and HTTPAddr
 	// included), so Restart brings it back on the same data and address.
 	Config server.Config
@@ -42,7 +44,8 @@ type Server struct {
 }
 
 // Start runs a server with an embedded etcd in a temporary directory. The
-// config may set any field; DataDir, HTTPAddr and Logger get test defaults.
+// config may set any field; DataDir, HTTPAddr, XDSAddr, ConsulAddr and
+// Logger get test defaults.
 func Start(t testing.TB, cfg server.Config) *Server {
 	t.Helper()
 	if cfg.DataDir == "" && len(cfg.EtcdEndpoints) == 0 {
@@ -53,6 +56,9 @@ func Start(t testing.TB, cfg server.Config) *Server {
 	}
 	if cfg.XDSAddr == "" {
 		cfg.XDSAddr = "127.0.0.1:0"
+	}
+	if cfg.ConsulAddr == "" {
+		cfg.ConsulAddr = "127.0.0.1:0"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = Logger()
@@ -79,9 +85,10 @@ func (s *Server) start(t testing.TB) {
 		t.Fatal("servertest: server not ready after 60s")
 	}
 	// Keep the addresses across restarts, so clients and watches reconnect to them.
-	s.Config.HTTPAddr, s.Config.XDSAddr = srv.HTTPAddr(), srv.XDSAddr()
+	s.Config.HTTPAddr, s.Config.XDSAddr, s.Config.ConsulAddr = srv.HTTPAddr(), srv.XDSAddr(), srv.ConsulAddr()
 	s.URL = "http://" + srv.HTTPAddr()
 	s.XDSAddr = srv.XDSAddr()
+	s.ConsulAddr = srv.ConsulAddr()
 }
 
 // Stop shuts the server down gracefully and returns Run's error. Stopping a

@@ -22,8 +22,8 @@ var serverURLRE = regexp.MustCompile(`sluice server serving.*?\bhttp"?[=:]"?(htt
 func startServerBinary(t *testing.T, env []string, args ...string) (*background, string) {
 	t.Helper()
 	c := &cli{t: t, env: env}
-	// A free port for xDS too, so servers run side by side.
-	b := c.start(append([]string{"server", "--xds-addr", "127.0.0.1:0"}, args...)...)
+	// Free ports for xDS and the Consul API too, so servers run side by side.
+	b := c.start(append([]string{"server", "--xds-addr", "127.0.0.1:0", "--consul-addr", "127.0.0.1:0"}, args...)...)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := serverURLRE.FindStringSubmatch(b.stderr.String()); m != nil {

@@ -1,0 +1,174 @@
+package consul
+
+import (
+	"context"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/sluice/sluice/internal/resource"
+	"github.com/sluice/sluice/internal/store"
+)
+
+// snapshot is what the read endpoints answer from: a namespace's Services
+// and Endpoints. Its objects are shared between requests and never modified.
+type snapshot struct {
+	services  []*resource.Service
+	endpoints []*resource.Endpoint
+	// index is the revision the Services were listed at; the Endpoints were
+	// listed at it or later. Every change after index may be missing, so a
+	// waiter from index misses none.
+	index int64
+}
+
+// snapCall is one read of a namespace, in flight until done closes.
+type snapCall struct {
+	done chan struct{}
+	snap *snapshot
+	err  error
+}
+
+// snapshot returns the Services and Endpoints of ns, reflecting at least
+// revision minRev. With minRev 0 it reads afresh (a plain read must see
+// every write acknowledged before it). With minRev > 0 (a blocking query
+// woken by the change at minRev, or timed out at its index) it shares the
+// latest read of the namespace if that one covers minRev: a thousand
+// waiters woken by one change cost one read, not a thousand.
+func (f *Facade) snapshot(ctx context.Context, ns string, minRev int64) (*snapshot, error) {
+	for {
+		f.snapMu.Lock()
+		c := f.snaps[ns]
+		if minRev <= 0 || c == nil || isDone(c) && (c.err != nil || c.snap.index < minRev) {
+			c = &snapCall{done: make(chan struct{})}
+			f.snaps[ns] = c
+			f.snapMu.Unlock()
+			c.snap, c.err = f.readSnapshot(ctx, ns)
+			close(c.done)
+			return c.snap, c.err
+		}
+		f.snapMu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err == nil && c.snap.index >= minRev {
+			return c.snap, nil
+		}
+		// That read was too old or failed: take a newer one, or start it.
+	}
+}
+
+func isDone(c *snapCall) bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (f *Facade) readSnapshot(ctx context.Context, ns string) (*snapshot, error) {
+	svcs, rev, err := f.store.List(ctx, resource.ServiceKind, ns, nil)
+	if err != nil {
+		return nil, err
+	}
+	eps, _, err := f.store.List(ctx, resource.EndpointKind, ns, nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot{index: rev, services: make([]*resource.Service, 0, len(svcs)), endpoints: make([]*resource.Endpoint, 0, len(eps))}
+	for _, o := range svcs {
+		s.services = append(s.services, o.(*resource.Service))
+	}
+	for _, o := range eps {
+		s.endpoints = append(s.endpoints, o.(*resource.Endpoint))
+	}
+	return s, nil
+}
+
+// service returns the Service called name, if there is one.
+func (s *snapshot) service(name string) *resource.Service {
+	for _, svc := range s.services {
+		if svc.Name == name {
+			return svc
+		}
+	}
+	return nil
+}
+
+// selected returns the Endpoints svc selects. An empty selector selects none.
+func (s *snapshot) selected(svc *resource.Service) []*resource.Endpoint {
+	if len(svc.Spec.Selector) == 0 {
+		return nil
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	var out []*resource.Endpoint
+	for _, ep := range s.endpoints {
+		if sel.Matches(labels.Set(ep.Labels)) {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// waitServices is the waitFunc of catalog and health reads: it returns at
+// the first change after a revision to the namespace's Services, or to its
+// Endpoints (with a name: to the Service of that name, or to the Endpoints
+// its selector selects now — if the selector changed since, the Service
+// did too). Both watches go through the store's per-kind hub.
+func (f *Facade) waitServices(ns, name string) waitFunc {
+	return func(ctx context.Context, after int64) (int64, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		opts := store.WatchOptions{ResourceVersion: after}
+		svcs, err := f.store.Watch(ctx, resource.ServiceKind, ns, opts)
+		if err != nil {
+			return 0, err
+		}
+		var eps <-chan store.Event
+		watchEndpoints := true
+		if name != "" {
+			watchEndpoints = false
+			obj, err := f.store.Get(ctx, resource.ServiceKind, ns, name)
+			if err == nil {
+				if sel := obj.(*resource.Service).Spec.Selector; len(sel) > 0 {
+					opts.Selector = labels.SelectorFromSet(sel)
+					watchEndpoints = true
+				}
+			}
+		}
+		if watchEndpoints {
+			if eps, err = f.store.Watch(ctx, resource.EndpointKind, ns, opts); err != nil {
+				return 0, err
+			}
+		}
+		for {
+			var ev store.Event
+			var ok bool
+			select {
+			case ev, ok = <-svcs:
+				if ok && name != "" && ev.Type != watch.Error && ev.Object.GetName() != name {
+					continue
+				}
+			case ev, ok = <-eps:
+			}
+			switch {
+			case !ok:
+				// The watch ended: the request is over, or the watch broke
+				// and a fresh read answers.
+				if err := ctx.Err(); err != nil {
+					return 0, err
+				}
+				return 0, nil
+			case ev.Type == watch.Bookmark:
+				continue
+			case ev.Type == watch.Error:
+				return 0, nil // e.g. compacted: read afresh
+			}
+			rev, _ := strconv.ParseInt(ev.Object.GetResourceVersion(), 10, 64)
+			return rev, nil
+		}
+	}
+}
