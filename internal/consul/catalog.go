@@ -114,6 +114,24 @@ func (f *Facade) healthService(w http.ResponseWriter, r *http.Request) (any, err
 	})
 }
 
+// healthChecks serves GET /v1/health/checks/{name}: the checks of every
+// Endpoint the Service selects. It blocks with ?index=.
+func (f *Facade) healthChecks(w http.ResponseWriter, r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	if name == "" {
+		return nil, badRequest("Missing service name")
+	}
+	return f.read(w, r, name, func(snap *snapshot) any {
+		out := api.HealthChecks{}
+		if svc := snap.service(name); svc != nil {
+			for _, ep := range snap.selected(svc) {
+				out = append(out, f.serviceChecks(ep, name)...)
+			}
+		}
+		return out
+	})
+}
+
 // read answers a catalog or health read from a snapshot of the namespace,
 // after waiting for a change with ?index= (of the service called name, or
 // of any service when name is empty).

@@ -139,6 +139,7 @@ func (f *Facade) routes() http.Handler {
 	handle("/v1/catalog/services", get(f.catalogServices))
 	handle("/v1/catalog/service/{name...}", get(f.catalogService))
 	handle("/v1/health/service/{name...}", get(f.healthService))
+	handle("/v1/health/checks/{name...}", get(f.healthChecks))
 	handle("/v1/kv/{key...}", map[string]endpoint{
 		http.MethodGet:    raw(f.kvGet),
 		http.MethodPut:    raw(f.kvPut),

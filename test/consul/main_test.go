@@ -118,10 +118,10 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	}
 }
 
-// health lists the instances of a service with their checks, one line
+// healthOf lists the instances of a service with their checks, one line
 // each: "<service id> <check status>,<check status>…" (the node's serfHealth
 // left out), sorted by ID.
-func health(t *testing.T, c *api.Client, service string, passingOnly bool) []string {
+func healthOf(t *testing.T, c *api.Client, service string, passingOnly bool) []string {
 	t.Helper()
 	entries, _, err := c.Health().Service(service, "", passingOnly, nil)
 	if err != nil {
@@ -151,7 +151,7 @@ func waitHealth(t *testing.T, c *api.Client, service string, passingOnly bool, t
 	t.Helper()
 	what := fmt.Sprintf("health of %s (passing only: %v) = %q", service, passingOnly, want)
 	return waitFor(t, what, timeout, func() (bool, string) {
-		got := health(t, c, service, passingOnly)
+		got := healthOf(t, c, service, passingOnly)
 		return slices.Equal(got, want), fmt.Sprintf("%q", got)
 	})
 }

@@ -96,7 +96,7 @@ func TestTTLCheck(t *testing.T) {
 		t.Fatalf("agent services after registering: %+v", svcs)
 	}
 	// Before the first heartbeat the check is critical, as Consul's are.
-	if h := health(t, s.consul, "web", false); !slices.Equal(h, []string{"web-1 critical"}) {
+	if h := healthOf(t, s.consul, "web", false); !slices.Equal(h, []string{"web-1 critical"}) {
 		t.Errorf("health before any heartbeat = %q, want web-1 critical", h)
 	}
 
@@ -106,7 +106,7 @@ func TestTTLCheck(t *testing.T) {
 
 	hb.set(api.HealthWarning)
 	waitHealth(t, s.consul, "web", false, 5*time.Second, "web-1 warning")
-	if h := health(t, s.consul, "web", true); len(h) != 0 {
+	if h := healthOf(t, s.consul, "web", true); len(h) != 0 {
 		t.Errorf("passing list while warning = %q, want empty", h)
 	}
 	checks, err := agent.Checks()
@@ -121,7 +121,7 @@ func TestTTLCheck(t *testing.T) {
 	last := hb.halt()
 	waitHealth(t, s.consul, "web", false, 5*time.Second, "web-1 critical")
 	t.Logf("critical %v after the last heartbeat (TTL 1s)", time.Since(last).Round(time.Millisecond))
-	if h := health(t, s.consul, "web", true); len(h) != 0 {
+	if h := healthOf(t, s.consul, "web", true); len(h) != 0 {
 		t.Errorf("passing list after the TTL = %q, want empty", h)
 	}
 
@@ -135,7 +135,7 @@ func TestTTLCheck(t *testing.T) {
 	if err := agent.ServiceDeregister("web-1"); err != nil {
 		t.Fatal(err)
 	}
-	if h := health(t, s.consul, "web", false); len(h) != 0 {
+	if h := healthOf(t, s.consul, "web", false); len(h) != 0 {
 		t.Errorf("health after deregistering = %q, want empty", h)
 	}
 	if svcs, err := agent.Services(); err != nil || len(svcs) != 0 {
