@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -61,8 +62,9 @@ type Facade struct {
 	closing   chan struct{} // closed by Close: blocking queries answer at once
 	closeOnce sync.Once
 
-	snapMu sync.Mutex           // guards snaps
-	snaps  map[string]*snapCall // namespace → its latest read
+	snapMu    sync.Mutex           // guards snaps
+	snaps     map[string]*snapCall // namespace → its latest read
+	snapReads atomic.Int64         // snapshots read from the store (waiters share them)
 
 	checksMu sync.Mutex        // guards checks
 	checks   map[string]string // namespace/check ID → the Endpoint that had it

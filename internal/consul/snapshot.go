@@ -70,6 +70,7 @@ func isDone(c *snapCall) bool {
 }
 
 func (f *Facade) readSnapshot(ctx context.Context, ns string) (*snapshot, error) {
+	f.snapReads.Add(1)
 	svcs, rev, err := f.store.List(ctx, resource.ServiceKind, ns, nil)
 	if err != nil {
 		return nil, err
