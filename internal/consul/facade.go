@@ -189,10 +189,11 @@ func (f *Facade) serve(methods map[string]endpoint) http.Handler {
 			f.writeError(w, r, errorf(http.StatusInternalServerError, "No path to datacenter"))
 			return
 		}
-		// A blocking query may wait its wait time on top of the usual bound.
+		// A blocking query may wait its wait time on top of the usual bound
+		// (with room for the jitter, drawn again where it waits).
 		timeout := f.timeout
 		if q, err := parseBlocking(r); err == nil && q.Index > 0 {
-			timeout += q.Wait
+			timeout += q.Wait + q.Wait/jitterFraction
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()

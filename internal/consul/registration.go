@@ -93,6 +93,10 @@ var metaKeyFormat = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 // maxTTL is the longest TTL an Endpoint takes.
 const maxTTL = 24 * time.Hour
 
+// minInterval is the shortest interval of an active check: a shorter one
+// is raised to it, as Consul's agent does.
+const minInterval = time.Second
+
 // translate turns a registration into an Endpoint and a Service of
 // namespace ns. node is the node taking it and remote the address the
 // request came from, the service's address when the registration names
@@ -483,6 +487,7 @@ func activeCheck(c *api.AgentServiceCheck, typ, addr string, port int32) (*resou
 		hc.Port = strconv.Itoa(checkPort)
 	}
 	interval, _ := time.ParseDuration(c.Interval) // validated: > 0
+	interval = max(interval, minInterval)
 	timeout, _ := time.ParseDuration(c.Timeout)
 	if timeout <= 0 {
 		timeout = 2 * time.Second

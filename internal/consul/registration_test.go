@@ -145,6 +145,11 @@ func TestTranslateChecks(t *testing.T) {
 				hc := s.HealthCheck
 				return hc.GRPC != nil && hc.GRPC.Service == "pkg.Svc" && hc.HealthyThreshold == 2 && hc.Timeout.Duration == 2*time.Second
 			}},
+		{"interval raised to Consul's minimum", api.AgentServiceCheck{HTTP: "http://localhost:8080/", Interval: "10ms"},
+			func(s *resource.EndpointSpec) bool {
+				hc := s.HealthCheck
+				return hc.Interval.Duration == time.Second && hc.Timeout.Duration == time.Second
+			}},
 		{"http on port 80 by default", api.AgentServiceCheck{HTTP: "http://[::1]", Interval: "1s", Method: "GET"},
 			func(s *resource.EndpointSpec) bool {
 				hc := s.HealthCheck

@@ -19,8 +19,9 @@ import (
 	"github.com/sluice/sluice/internal/server"
 )
 
-// flipTimeout bounds how long a check takes to see a backend change: a few
-// 200ms intervals and the status write.
+// flipTimeout bounds how long a check takes to see a backend change: a
+// couple of intervals (Consul's minimum, 1s, which the facade applies too)
+// and the status write.
 const flipTimeout = 5 * time.Second
 
 // portOf is the port of a listener's address.
@@ -42,7 +43,7 @@ func TestActiveChecks(t *testing.T) {
 	s := start(t, server.Config{}, "")
 	register := func(t *testing.T, name string, port int, check *api.AgentServiceCheck) {
 		t.Helper()
-		check.Interval, check.Timeout = "200ms", "1s"
+		check.Interval, check.Timeout = "100ms", "500ms" // raised to 1s, as Consul does
 		reg := &api.AgentServiceRegistration{ID: name + "-1", Name: name, Address: "127.0.0.1", Port: port, Check: check}
 		if err := s.consul.Agent().ServiceRegister(reg); err != nil {
 			t.Fatal(err)
@@ -87,8 +88,8 @@ func TestActiveChecks(t *testing.T) {
 			t.Errorf("the check sent X-Check %q, want the registered header \"consul\"", h)
 		}
 		checks, _, err := s.consul.Health().Checks("http-svc", nil)
-		if err != nil || len(checks) != 1 || checks[0].Type != "http" || checks[0].Output == "" {
-			t.Errorf("health checks of http-svc: %v, %v; want one http check with output", checks, err)
+		if err != nil || len(checks) != 1 || checks[0].Type != "http" || checks[0].Output == "" || checks[0].Definition.IntervalDuration != time.Second {
+			t.Errorf("health checks of http-svc: %v, %v; want one http check with output, every 1s", checks, err)
 		}
 	})
 

@@ -66,7 +66,7 @@ func TestRegistrationRoutesThroughXDS(t *testing.T) {
 	for _, b := range backends {
 		reg := &api.AgentServiceRegistration{
 			ID: b.id, Name: "greeter", Address: "127.0.0.1", Port: b.port, Meta: map[string]string{"protocol": "grpc"},
-			Check: &api.AgentServiceCheck{GRPC: fmt.Sprintf("127.0.0.1:%d", b.port), Interval: "200ms"},
+			Check: &api.AgentServiceCheck{GRPC: fmt.Sprintf("127.0.0.1:%d", b.port), Interval: "1s"},
 		}
 		if err := s.consul.Agent().ServiceRegister(reg); err != nil {
 			t.Fatal(err)
