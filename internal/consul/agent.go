@@ -58,7 +58,7 @@ func (f *Facade) registerService(w http.ResponseWriter, r *http.Request) (any, e
 	if _, err := f.store.Create(ctx, out.service, store.WriteOptions{}); err != nil && !errors.Is(err, resource.ErrAlreadyExists) {
 		return nil, err
 	}
-	if _, _, err := f.store.Apply(ctx, ep, store.WriteOptions{}); err != nil {
+	if err := f.write(ctx, ep, prev == nil); err != nil {
 		return nil, err
 	}
 	for _, c := range out.checks {
@@ -72,6 +72,20 @@ func (f *Facade) registerService(w http.ResponseWriter, r *http.Request) (any, e
 		}
 	}
 	return nil, nil
+}
+
+// write stores a registration's Endpoint: created when new (one etcd
+// transaction), else updated, which keeps its status.
+func (f *Facade) write(ctx context.Context, ep *resource.Endpoint, isNew bool) error {
+	if isNew {
+		_, err := f.store.Create(ctx, ep, store.WriteOptions{})
+		if !errors.Is(err, resource.ErrAlreadyExists) {
+			return err
+		}
+		// Registered concurrently: this registration replaces that one.
+	}
+	_, _, err := f.store.Apply(ctx, ep, store.WriteOptions{})
+	return err
 }
 
 // errNotRegistered says an Endpoint exists under the name of a service ID

@@ -202,6 +202,12 @@ func (f *Facade) serve(methods map[string]endpoint) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, f.maxBody)
 		}
 		obj, err := e(w, r)
+		if err != nil && errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client left (clients cancel blocking queries all the
+			// time): nobody reads an answer.
+			f.log.Debug("consul request canceled", "method", r.Method, "path", r.URL.Path)
+			return
+		}
 		if err != nil {
 			f.writeError(w, r, err)
 			return
