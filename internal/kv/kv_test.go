@@ -59,11 +59,11 @@ func run(m *testing.M) int {
 }
 
 // newStore returns a store over the shared etcd and a key prefix of the
-// test's own.
+// test's own (of this run's own, with -count).
 func newStore(t *testing.T, opts kv.Options) (*kv.Store, string) {
 	t.Helper()
 	opts.Logger = servertest.Logger()
-	return kv.New(etcd, opts), strings.ReplaceAll(t.Name(), "/", "_") + "/"
+	return kv.New(etcd, opts), fmt.Sprintf("%s-%d/", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }
 
 // ownStore returns a store over an etcd of its own, which the test may
