@@ -49,6 +49,11 @@ func TestGet(t *testing.T) {
 	if r := c.runStdin(shop, "apply", "-f", "-"); r.code != 0 {
 		t.Fatal(r)
 	}
+	// greeter-3's gRPC health check finds nothing listening: the server
+	// marks it unhealthy at its first check.
+	eventually(t, "greeter-3's health check to fail", func() bool {
+		return strings.Contains(c.ok("get", "ep", "greeter-3"), " unhealthy ")
+	})
 
 	t.Run("tables", func(t *testing.T) {
 		for _, kind := range exampleKinds {
@@ -144,7 +149,7 @@ func TestGet(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ep.Kind != "Endpoint" || ep.Metadata.Name != "greeter-3" || ep.Metadata.Labels["zone"] != "zone-a" ||
-			ep.Spec.Address != "127.0.0.1" || ep.Spec.Weight != 1 || ep.Status.Health != "unknown" {
+			ep.Spec.Address != "127.0.0.1" || ep.Spec.Weight != 1 || ep.Status.Health != "unhealthy" {
 			t.Errorf("get ep greeter-3 -o yaml = %+v", ep)
 		}
 		var list struct {
@@ -208,7 +213,7 @@ func TestGet(t *testing.T) {
 		for _, want := range []string{
 			"Name:              greeter-3\n", "Namespace:         default\n", "Kind:              Endpoint\n",
 			"Labels:            app=greeter\n                   version=v2\n                   zone=zone-a\n",
-			"Spec:\n  address: 127.0.0.1\n", "    port: 50063\n", "Status:\n  health: unknown\n",
+			"Spec:\n  address: 127.0.0.1\n", "    port: 50063\n", "Status:\n  checks:\n", "    name: active\n", "    state: critical\n", "  health: unhealthy\n",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("describe ep greeter-3 lacks %q:\n%s", want, out)

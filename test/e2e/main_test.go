@@ -215,12 +215,22 @@ func (c *cli) start(args ...string) *background {
 // order, failing the test after a deadline.
 func (b *background) expect(patterns ...string) {
 	b.t.Helper()
+	b.expectSkipping("", patterns...)
+}
+
+// expectSkipping is expect, passing over the lines that match skip.
+func (b *background) expectSkipping(skip string, patterns ...string) {
+	b.t.Helper()
 	deadline := time.After(20 * time.Second)
 	for _, p := range patterns {
+	next:
 		select {
 		case line, ok := <-b.lines:
 			if !ok {
 				b.t.Fatalf("output ended before a line matching %q; stderr:\n%s", p, b.stderr)
+			}
+			if skip != "" && regexp.MustCompile(skip).MatchString(line) {
+				goto next
 			}
 			if !regexp.MustCompile(p).MatchString(line) {
 				b.t.Fatalf("got line %q, want one matching %q; stderr:\n%s", line, p, b.stderr)

@@ -62,7 +62,8 @@ func TestWatchSelectorAndNamespaces(t *testing.T) {
 	// greeter-3 leaves the selector when its version label changes.
 	moved := copyExamples(t, "endpoints.yaml", "version: v2", "version: v3")
 	c.ok("apply", "-f", moved)
-	sel.expect(`^DELETED +endpoint/greeter-3 +rv=\d+$`)
+	// (Its failing health check may have changed its status meanwhile.)
+	sel.expectSkipping(`^MODIFIED +endpoint/greeter-3 `, `^DELETED +endpoint/greeter-3 +rv=\d+$`)
 	sel.interrupt()
 	all.interrupt()
 }
