@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/sluice/sluice/internal/auth"
+	"github.com/sluice/sluice/internal/kv"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
 )
@@ -35,6 +36,8 @@ type Options struct {
 	Store *store.Store
 	// Registry takes the heartbeats of TTL checks.
 	Registry Heartbeater
+	// KV is the config center that /v1/kv serves.
+	KV *kv.Store
 	// Tokens, when set, makes every request but /v1/status/* present a
 	// token (X-Consul-Token, Authorization: Bearer or ?token=).
 	Tokens *auth.Tokens
@@ -52,6 +55,7 @@ type Options struct {
 type Facade struct {
 	store    *store.Store
 	registry Heartbeater
+	kv       *kv.Store
 	tokens   *auth.Tokens
 	node     string
 	timeout  time.Duration
@@ -88,7 +92,7 @@ func New(opts Options) *Facade {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &Facade{
-		store: opts.Store, registry: opts.Registry, tokens: opts.Tokens, node: opts.NodeName,
+		store: opts.Store, registry: opts.Registry, kv: opts.KV, tokens: opts.Tokens, node: opts.NodeName,
 		timeout: opts.RequestTimeout, maxBody: opts.MaxBodyBytes, log: opts.Logger,
 		closing: make(chan struct{}),
 		snaps:   map[string]*snapCall{}, checks: map[string]string{},

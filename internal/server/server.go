@@ -282,7 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 		close(consulServed)
 	} else {
 		facade := consul.New(consul.Options{
-			Store: st, Registry: health, Tokens: tokens, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
+			Store: st, Registry: health, KV: kvStore, Tokens: tokens, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 			Logger: s.log.With("component", "consul"),
 		})
 		csrv = &http.Server{Handler: facade.Handler(), ReadHeaderTimeout: 10 * time.Second}
