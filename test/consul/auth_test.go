@@ -1,9 +1,11 @@
 package consule2e
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -53,5 +55,20 @@ func TestTokens(t *testing.T) {
 	anonymous := consulClient(t, s.srv.ConsulAddr, "")
 	if leader, err := anonymous.Status().Leader(); err != nil || leader == "" {
 		t.Errorf("status leader without a token: %q, %v", leader, err)
+	}
+}
+
+// TestNetworkAddressNeedsTokens: the Consul API on a non-loopback address
+// needs a token file (or --insecure), as the main API does.
+func TestNetworkAddressNeedsTokens(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	err := server.New(server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", ConsulAddr: "0.0.0.0:0"}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "refusing to serve the Consul-compatible API on 0.0.0.0:0") ||
+		!strings.Contains(err.Error(), "--token-file") || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("Run with --consul-addr 0.0.0.0:0 and no tokens: %v", err)
+	}
+	if _, statErr := os.Stat(dir); !os.IsNotExist(statErr) {
+		t.Errorf("the refused server created its data dir")
 	}
 }

@@ -177,3 +177,37 @@ func TestManyBlockingQueries(t *testing.T) {
 		t.Errorf("the last of %d queries returned %v after the change, want < 3s", n, all)
 	}
 }
+
+// TestShutdownEndsBlockingQueries: a server stopping answers its blocking
+// queries at once instead of waiting for them.
+func TestShutdownEndsBlockingQueries(t *testing.T) {
+	t.Parallel()
+	s := start(t, server.Config{}, "")
+	_, meta, err := s.consul.Catalog().Services(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.consul.Catalog().Services(&api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: time.Minute})
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let it block
+	begin := time.Now()
+	if err := s.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	t.Logf("the server stopped in %v with a blocking query open", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("stopping took %v with a blocking query open, want it answered at once", took)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the blocking query failed instead of being answered: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocking query did not return after the server stopped")
+	}
+}
