@@ -205,6 +205,12 @@ func (f *Facade) serve(methods map[string]endpoint) http.Handler {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, f.maxBody)
 		}
+		if r.Method == http.MethodGet {
+			// Every read says there is a leader; reads of the store also
+			// say their index (setQueryMeta).
+			w.Header().Set("X-Consul-KnownLeader", "true")
+			w.Header().Set("X-Consul-LastContact", "0")
+		}
 		obj, err := e(w, r)
 		if err != nil && errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			// The client left (clients cancel blocking queries all the
