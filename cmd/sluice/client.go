@@ -22,6 +22,7 @@ func addClientCommands(root *cobra.Command) {
 		newDeleteCommand(),
 		newWatchCommand(),
 		newProxiesCommand(),
+		newKVCommand(),
 	)
 }
 

@@ -82,29 +82,48 @@ func (w *watcher) run(ctx context.Context) error {
 	if err := w.list(ctx); err != nil {
 		return err
 	}
-	relist := false
+	return followResuming(ctx, "watch", w, w.errOut)
+}
+
+// resumer is a watch the CLI follows across dropped streams and restarts
+// of the server.
+type resumer interface {
+	// follow prints the events of one stream from the watch's position,
+	// calls opened once the server accepts it, and returns why it ended.
+	follow(ctx context.Context, opened func()) error
+	// reread reads the state again after the position expired, prints the
+	// difference with what the output shows, and moves the position there.
+	reread(ctx context.Context) error
+	// position says where the watch resumes from ("resourceVersion 12").
+	position() string
+}
+
+// followResuming follows w until ctx ends: a dropped stream is resumed from
+// w's position, after a delay that grows while reconnecting fails; an
+// expired position is read again; an error of the request (4xx) ends it.
+func followResuming(ctx context.Context, name string, w resumer, errOut io.Writer) error {
+	reread := false
 	delay := minRetryDelay
 	for {
 		var err error
-		if relist {
-			err = w.list(ctx)
+		if reread {
+			err = w.reread(ctx)
 		}
 		if err == nil {
-			relist = false
+			reread = false
 			err = w.follow(ctx, func() { delay = minRetryDelay })
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		var st *resource.Status
 		switch {
 		case errors.Is(err, resource.ErrExpired):
-			fmt.Fprintf(w.errOut, "watch: resourceVersion %s has expired; listing again\n", w.rv)
-			relist = true
-		case errors.As(err, &st) && st.Code < 500:
+			fmt.Fprintf(errOut, "%s: %s has expired; listing again\n", name, w.position())
+			reread = true
+		case resource.StatusOf(err).Code < 500:
 			return err
 		default:
-			fmt.Fprintf(w.errOut, "watch: %v; reconnecting from resourceVersion %s\n", err, w.rv)
+			fmt.Fprintf(errOut, "%s: %v; reconnecting from %s\n", name, err, w.position())
 		}
 		select {
 		case <-ctx.Done():
@@ -114,6 +133,10 @@ func (w *watcher) run(ctx context.Context) error {
 		delay = min(2*delay, maxRetryDelay)
 	}
 }
+
+func (w *watcher) reread(ctx context.Context) error { return w.list(ctx) }
+
+func (w *watcher) position() string { return "resourceVersion " + w.rv }
 
 // list prints the difference between the objects listed and those known
 // (everything as ADDED the first time), and sets where to watch from.

@@ -15,8 +15,30 @@ var (
 	errMalformedEvent = errors.New("client: malformed watch event: it carries no entry")
 )
 
-// kvPath is the path of a key (or prefix) in the KV API.
-func kvPath(key string) string { return "/v1/kv/" + key }
+// kvPath is the path of a key in the KV API, or of a prefix. The key is
+// checked first, as the server would: an invalid one may not even reach
+// it unchanged (a path with "//" is redirected).
+func kvPath(key string, prefix bool) (string, error) {
+	check := kv.ValidateKey
+	if prefix {
+		check = kv.ValidatePrefix
+	}
+	return "/v1/kv/" + key, check(key)
+}
+
+// kvDo sends a KV request for key (or prefix) and decodes the answer into out.
+func (c *Client) kvDo(ctx context.Context, method, key string, prefix bool, q url.Values, body []byte, out any) error {
+	path, err := kvPath(key, prefix)
+	if err != nil {
+		return err
+	}
+	contentType := ""
+	if body != nil {
+		contentType = "application/octet-stream"
+	}
+	_, err = c.Do(ctx, method, path, q, body, contentType, out)
+	return err
+}
 
 func casQuery(q url.Values, cas *int64) url.Values {
 	if cas != nil {
@@ -28,14 +50,14 @@ func casQuery(q url.Values, cas *int64) url.Values {
 // KVGet reads one entry.
 func (c *Client) KVGet(ctx context.Context, key string) (kv.Entry, error) {
 	var e kv.Entry
-	_, err := c.Do(ctx, http.MethodGet, kvPath(key), nil, nil, "", &e)
+	err := c.kvDo(ctx, http.MethodGet, key, false, nil, nil, &e)
 	return e, err
 }
 
 // KVList reads the entries under a prefix ("" for all).
 func (c *Client) KVList(ctx context.Context, prefix string) (kv.List, error) {
 	var l kv.List
-	_, err := c.Do(ctx, http.MethodGet, kvPath(prefix), url.Values{"recurse": {""}}, nil, "", &l)
+	err := c.kvDo(ctx, http.MethodGet, prefix, true, url.Values{"recurse": {""}}, nil, &l)
 	return l, err
 }
 
@@ -47,7 +69,7 @@ func (c *Client) KVKeys(ctx context.Context, prefix, separator string) (kv.KeyLi
 		q.Set("separator", separator)
 	}
 	var l kv.KeyList
-	_, err := c.Do(ctx, http.MethodGet, kvPath(prefix), q, nil, "", &l)
+	err := c.kvDo(ctx, http.MethodGet, prefix, true, q, nil, &l)
 	return l, err
 }
 
@@ -61,7 +83,7 @@ func (c *Client) KVPut(ctx context.Context, key string, value []byte, opts kv.Pu
 		value = []byte{}
 	}
 	var e kv.Entry
-	_, err := c.Do(ctx, http.MethodPut, kvPath(key), q, value, "application/octet-stream", &e)
+	err := c.kvDo(ctx, http.MethodPut, key, false, q, value, &e)
 	return e, err
 }
 
@@ -72,14 +94,14 @@ func (c *Client) KVDelete(ctx context.Context, key string, opts kv.DeleteOptions
 		q.Set("recurse", "")
 	}
 	var res kv.DeleteResult
-	_, err := c.Do(ctx, http.MethodDelete, kvPath(key), q, nil, "", &res)
+	err := c.kvDo(ctx, http.MethodDelete, key, opts.Recurse, q, nil, &res)
 	return res, err
 }
 
 // KVHistory reads the versions of a key, newest first.
 func (c *Client) KVHistory(ctx context.Context, key string) (kv.History, error) {
 	var h kv.History
-	_, err := c.Do(ctx, http.MethodGet, kvPath(key), url.Values{"history": {""}}, nil, "", &h)
+	err := c.kvDo(ctx, http.MethodGet, key, false, url.Values{"history": {""}}, nil, &h)
 	return h, err
 }
 
@@ -87,7 +109,7 @@ func (c *Client) KVHistory(ctx context.Context, key string) (kv.History, error) 
 func (c *Client) KVRollback(ctx context.Context, key string, index int64, cas *int64) (kv.Entry, error) {
 	q := casQuery(url.Values{"rollback": {strconv.FormatInt(index, 10)}}, cas)
 	var e kv.Entry
-	_, err := c.Do(ctx, http.MethodPost, kvPath(key), q, nil, "", &e)
+	err := c.kvDo(ctx, http.MethodPost, key, false, q, nil, &e)
 	return e, err
 }
 
@@ -109,7 +131,11 @@ func (c *Client) KVWatch(ctx context.Context, key string, prefix bool, index int
 	if index > 0 {
 		q.Set("index", strconv.FormatInt(index, 10))
 	}
-	w, header, err := c.openStream(ctx, kvPath(key), q)
+	path, err := kvPath(key, prefix)
+	if err != nil {
+		return nil, err
+	}
+	w, header, err := c.openStream(ctx, path, q)
 	if err != nil {
 		return nil, err
 	}

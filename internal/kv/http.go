@@ -81,7 +81,7 @@ func NewHandler(s *Store, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("/v1/kv/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE, POST")
 		st := &resource.Status{Code: http.StatusMethodNotAllowed, Reason: "MethodNotAllowed",
-			Message: fmt.Sprintf("kv: %s is not served on /v1/kv/; use GET, PUT, DELETE or POST (rollback)", r.Method)}
+			Message: fmt.Sprintf("%s is not served on /v1/kv/; use GET, PUT, DELETE or POST (rollback)", r.Method)}
 		apiserver.WriteJSON(w, st.Code, st)
 	})
 	return h
@@ -235,7 +235,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := h.store.MaxValueSize()
 	tooLarge := func(n string) error {
-		return fmt.Errorf("%w: kv: the value of key %s is %s bytes, more than the limit of %d",
+		return fmt.Errorf("%w: the value of key %s is %s bytes, more than the limit of %d",
 			resource.ErrTooLarge, quoteKey(r.PathValue("key")), n, limit)
 	}
 	if r.ContentLength > int64(limit) {
@@ -247,7 +247,7 @@ func (h *Handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, err
 		if errors.As(err, &mbe) {
 			return nil, tooLarge("more than " + strconv.Itoa(limit))
 		}
-		return nil, fmt.Errorf("%w: kv: reading the body: %v", resource.ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: reading the body: %v", resource.ErrBadRequest, err)
 	}
 	return data, nil
 }
@@ -271,7 +271,7 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	to, err := index(q, "rollback")
 	if err == nil && to == nil {
-		err = fmt.Errorf("%w: kv: POST /v1/kv/{key} needs ?rollback=INDEX, the index of the version to restore", resource.ErrBadRequest)
+		err = fmt.Errorf("%w: POST /v1/kv/{key} needs ?rollback=INDEX, the index of the version to restore", resource.ErrBadRequest)
 	}
 	if err != nil {
 		h.writeError(w, r, err)

@@ -177,17 +177,18 @@ func historyOwner(etcdKey string) string {
 	return k
 }
 
-// validateKey checks a key: non-empty, valid UTF-8, no NUL, no leading "/",
-// at most MaxKeyLength bytes.
-func validateKey(key string) error {
+// ValidateKey checks a key: non-empty, valid UTF-8, no NUL, no leading "/",
+// at most MaxKeyLength bytes, and sendable as a URL path as it is (no empty
+// segment inside it, no "." or ".." segment: HTTP servers rewrite those).
+func ValidateKey(key string) error {
 	if key == "" {
-		return fmt.Errorf("%w: kv: a key must not be empty", resource.ErrInvalid)
+		return fmt.Errorf("%w: a key must not be empty", resource.ErrInvalid)
 	}
-	return validatePrefix(key)
+	return ValidatePrefix(key)
 }
 
-// validatePrefix checks a key prefix, which may be empty.
-func validatePrefix(key string) error {
+// ValidatePrefix checks a key prefix as ValidateKey does a key, but allows "".
+func ValidatePrefix(key string) error {
 	var reason string
 	switch {
 	case len(key) > MaxKeyLength:
@@ -199,9 +200,26 @@ func validatePrefix(key string) error {
 	case strings.HasPrefix(key, "/"):
 		reason = `must not begin with "/"`
 	default:
+		reason = segmentProblem(key)
+	}
+	if reason == "" {
 		return nil
 	}
-	return fmt.Errorf("%w: kv: key %s %s", resource.ErrInvalid, quoteKey(key), reason)
+	return fmt.Errorf("%w: key %s %s", resource.ErrInvalid, quoteKey(key), reason)
+}
+
+// segmentProblem says why a key cannot travel as a URL path unchanged, or "".
+func segmentProblem(key string) string {
+	segments := strings.Split(key, "/")
+	for i, seg := range segments {
+		switch {
+		case seg == "." || seg == "..":
+			return fmt.Sprintf("has a %q segment, which URL paths cannot carry", seg)
+		case seg == "" && i > 0 && i < len(segments)-1:
+			return `has an empty segment ("//"), which URL paths cannot carry`
+		}
+	}
+	return ""
 }
 
 // quoteKey quotes a key for a message, shortened when it is long.
@@ -219,7 +237,7 @@ func quoteKey(key string) string {
 func etcdError(op string, err error) error {
 	if errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) ||
 		status.Code(err) == codes.ResourceExhausted {
-		return fmt.Errorf("%w: kv: %s: etcd refused the request as too large: %v", resource.ErrTooLarge, op, err)
+		return fmt.Errorf("%w: etcd refused the %s as too large: %v", resource.ErrTooLarge, op, err)
 	}
 	return store.EtcdError("kv "+op, err)
 }
@@ -227,7 +245,7 @@ func etcdError(op string, err error) error {
 // Get reads one entry and the etcd revision it was read at. A missing key is
 // ErrNotFound, still with the revision.
 func (s *Store) Get(ctx context.Context, key string) (Entry, int64, error) {
-	if err := validateKey(key); err != nil {
+	if err := ValidateKey(key); err != nil {
 		return Entry{}, 0, err
 	}
 	resp, err := s.client.Get(ctx, valueKey(key))
@@ -241,13 +259,13 @@ func (s *Store) Get(ctx context.Context, key string) (Entry, int64, error) {
 }
 
 func notFound(key string) error {
-	return fmt.Errorf("%w: kv: key %s does not exist", resource.ErrNotFound, quoteKey(key))
+	return fmt.Errorf("%w: key %s does not exist", resource.ErrNotFound, quoteKey(key))
 }
 
 // List reads the entries whose keys begin with prefix ("" for all), sorted by
 // key, and the revision they were read at.
 func (s *Store) List(ctx context.Context, prefix string) ([]Entry, int64, error) {
-	if err := validatePrefix(prefix); err != nil {
+	if err := ValidatePrefix(prefix); err != nil {
 		return nil, 0, err
 	}
 	resp, err := s.client.Get(ctx, valueKey(prefix), clientv3.WithPrefix())
@@ -266,7 +284,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Entry, int64, error)
 // is cut after its first one ("prefix/dir/"), and each such key is listed
 // once.
 func (s *Store) Keys(ctx context.Context, prefix, separator string) ([]string, int64, error) {
-	if err := validatePrefix(prefix); err != nil {
+	if err := ValidatePrefix(prefix); err != nil {
 		return nil, 0, err
 	}
 	resp, err := s.client.Get(ctx, valueKey(prefix), clientv3.WithPrefix(), clientv3.WithKeysOnly())
@@ -365,15 +383,15 @@ func (s *Store) archiveOps(cur current, deleted bool) []clientv3.Op {
 // the limit ErrTooLarge and a bad key ErrInvalid; the messages name the key
 // and its current ModifyIndex.
 func (s *Store) Put(ctx context.Context, key string, value []byte, opts PutOptions) (Entry, error) {
-	if err := validateKey(key); err != nil {
+	if err := ValidateKey(key); err != nil {
 		return Entry{}, err
 	}
 	if len(value) > s.maxValueSize {
-		return Entry{}, fmt.Errorf("%w: kv: the value of key %s is %d bytes, more than the limit of %d",
+		return Entry{}, fmt.Errorf("%w: the value of key %s is %d bytes, more than the limit of %d",
 			resource.ErrTooLarge, quoteKey(key), len(value), s.maxValueSize)
 	}
 	if opts.CAS != nil && *opts.CAS < 0 {
-		return Entry{}, fmt.Errorf("%w: kv: cas %d is negative", resource.ErrBadRequest, *opts.CAS)
+		return Entry{}, fmt.Errorf("%w: cas %d is negative", resource.ErrBadRequest, *opts.CAS)
 	}
 	for attempt := 1; ; attempt++ {
 		cur, err := s.readKey(ctx, key)
@@ -415,13 +433,13 @@ func checkCAS(cur current, cas *int64, op string) error {
 	case cas == nil:
 		return nil
 	case *cas == 0 && cur.kv != nil:
-		return fmt.Errorf("%w: kv: %s with cas 0 only creates, and key %s exists at modifyIndex %d",
+		return fmt.Errorf("%w: %s with cas 0 only creates, and key %s exists at modifyIndex %d",
 			resource.ErrConflict, op, quoteKey(cur.key), cur.kv.ModRevision)
 	case *cas > 0 && cur.kv == nil:
-		return fmt.Errorf("%w: kv: key %s does not exist, so cas %d cannot match its modifyIndex",
+		return fmt.Errorf("%w: key %s does not exist, so cas %d cannot match its modifyIndex",
 			resource.ErrNotFound, quoteKey(cur.key), *cas)
 	case *cas > 0 && cur.kv.ModRevision != *cas:
-		return fmt.Errorf("%w: kv: key %s is at modifyIndex %d, not %d (cas); read it again and retry",
+		return fmt.Errorf("%w: key %s is at modifyIndex %d, not %d (cas); read it again and retry",
 			resource.ErrConflict, quoteKey(cur.key), cur.kv.ModRevision, *cas)
 	}
 	return nil
@@ -431,7 +449,7 @@ func checkCAS(cur current, cas *int64, op string) error {
 // fails once the attempts are used up.
 func (s *Store) backoff(ctx context.Context, attempt int, op, key string) error {
 	if attempt >= maxWriteAttempts {
-		return fmt.Errorf("%w: kv: %s of key %s lost the race with other writers %d times; retry",
+		return fmt.Errorf("%w: %s of key %s lost the race with other writers %d times; retry",
 			resource.ErrConflict, op, quoteKey(key), attempt)
 	}
 	if attempt < 3 {
@@ -469,15 +487,15 @@ const (
 func (s *Store) Delete(ctx context.Context, key string, opts DeleteOptions) (deleted int64, rev int64, err error) {
 	if opts.Recurse {
 		if opts.CAS != nil {
-			return 0, 0, fmt.Errorf("%w: kv: a recursive delete cannot take a cas", resource.ErrInvalid)
+			return 0, 0, fmt.Errorf("%w: a recursive delete cannot take a cas", resource.ErrInvalid)
 		}
 		return s.deleteTree(ctx, key)
 	}
-	if err := validateKey(key); err != nil {
+	if err := ValidateKey(key); err != nil {
 		return 0, 0, err
 	}
 	if opts.CAS != nil && *opts.CAS < 0 {
-		return 0, 0, fmt.Errorf("%w: kv: cas %d is negative", resource.ErrBadRequest, *opts.CAS)
+		return 0, 0, fmt.Errorf("%w: cas %d is negative", resource.ErrBadRequest, *opts.CAS)
 	}
 	for attempt := 1; ; attempt++ {
 		cur, err := s.readKey(ctx, key)
@@ -545,7 +563,7 @@ func (s *Store) readTree(ctx context.Context, prefix string, only map[string]boo
 // deleteTree deletes the keys under prefix that exist when it starts, in
 // batches; a batch that races a writer is read again and retried.
 func (s *Store) deleteTree(ctx context.Context, prefix string) (int64, int64, error) {
-	if err := validatePrefix(prefix); err != nil {
+	if err := ValidatePrefix(prefix); err != nil {
 		return 0, 0, err
 	}
 	pending, rev, err := s.readTree(ctx, prefix, nil)
@@ -595,7 +613,7 @@ func (s *Store) History(ctx context.Context, key string) ([]Version, error) {
 
 // history is History with the revision it read at.
 func (s *Store) history(ctx context.Context, key string) ([]Version, int64, error) {
-	if err := validateKey(key); err != nil {
+	if err := ValidateKey(key); err != nil {
 		return nil, 0, err
 	}
 	resp, err := s.client.Txn(ctx).Then(
@@ -614,7 +632,7 @@ func (s *Store) history(ctx context.Context, key string) ([]Version, int64, erro
 		versions = append(versions, versionOf(key, kv))
 	}
 	if len(versions) == 0 {
-		return nil, rev, fmt.Errorf("%w: kv: key %s has no value and no history", resource.ErrNotFound, quoteKey(key))
+		return nil, rev, fmt.Errorf("%w: key %s has no value and no history", resource.ErrNotFound, quoteKey(key))
 	}
 	return versions, rev, nil
 }
@@ -629,7 +647,7 @@ func (s *Store) Rollback(ctx context.Context, key string, toIndex int64, cas *in
 	}
 	i := sort.Search(len(versions), func(i int) bool { return versions[i].ModifyIndex <= toIndex })
 	if i == len(versions) || versions[i].ModifyIndex != toIndex {
-		return Entry{}, fmt.Errorf("%w: kv: key %s has no version at index %d; its history holds %s",
+		return Entry{}, fmt.Errorf("%w: key %s has no version at index %d; its history holds %s",
 			resource.ErrNotFound, quoteKey(key), toIndex, indexes(versions))
 	}
 	v := versions[i]

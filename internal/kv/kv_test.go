@@ -288,6 +288,9 @@ func TestBadKeys(t *testing.T) {
 		{"NUL", "a\x00b", "NUL"},
 		{"not UTF-8", "caf\xe9", "UTF-8"},
 		{"too long", strings.Repeat("k", kv.MaxKeyLength+1), "1025 bytes long, more than 1024"},
+		{"empty segment", "a//b", `empty segment ("//")`},
+		{"dot segment", "a/./b", `"." segment`},
+		{"dot-dot segment", "a/..", `".." segment`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -309,6 +312,12 @@ func TestBadKeys(t *testing.T) {
 			}
 		})
 	}
+	t.Run("directory", func(t *testing.T) {
+		put(t, s, "dir.../.d/", "a key may end in / and hold dots")
+		if _, _, err := s.Delete(ctx, "dir.../.d/", kv.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("longest", func(t *testing.T) {
 		key := strings.Repeat("k", kv.MaxKeyLength)
 		put(t, s, key, "fits")

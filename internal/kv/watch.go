@@ -38,9 +38,9 @@ const watchBuffer = 64
 // watchTarget checks what a watch or wait follows and returns its etcd key.
 func watchTarget(key string, prefix bool) (string, error) {
 	if prefix {
-		return valueKey(key), validatePrefix(key)
+		return valueKey(key), ValidatePrefix(key)
 	}
-	return valueKey(key), validateKey(key)
+	return valueKey(key), ValidateKey(key)
 }
 
 // Watch follows a key, or with prefix every key that begins with it. With
@@ -55,7 +55,7 @@ func (s *Store) Watch(ctx context.Context, key string, prefix bool, afterIndex i
 		return nil, err
 	}
 	if afterIndex < 0 {
-		return nil, fmt.Errorf("%w: kv: index %d is negative", resource.ErrBadRequest, afterIndex)
+		return nil, fmt.Errorf("%w: index %d is negative", resource.ErrBadRequest, afterIndex)
 	}
 	var initial []Entry
 	rev := afterIndex
@@ -102,7 +102,7 @@ func (s *Store) Watch(ctx context.Context, key string, prefix bool, afterIndex i
 			}
 		}
 		if ctx.Err() == nil {
-			send(Event{Type: Error, Err: fmt.Errorf("%w: kv: the etcd watch ended", resource.ErrUnavailable)})
+			send(Event{Type: Error, Err: fmt.Errorf("%w: the etcd watch ended", resource.ErrUnavailable)})
 		}
 	}()
 	return out, nil
@@ -144,7 +144,7 @@ func eventOf(ev *clientv3.Event) Event {
 
 // expired is the error of a watch or wait after a compacted revision.
 func expired(rev int64) error {
-	return fmt.Errorf("%w: kv: index %d has been compacted; read again and watch from the index of the read", resource.ErrExpired, rev)
+	return fmt.Errorf("%w: index %d has been compacted; read again and watch from the index of the read", resource.ErrExpired, rev)
 }
 
 // checkHistory fails with ErrExpired when etcd no longer holds the changes
@@ -182,7 +182,7 @@ func (s *Store) WaitIndex(ctx context.Context, key string, prefix bool, afterInd
 		return 0, err
 	}
 	if afterIndex < 0 {
-		return 0, fmt.Errorf("%w: kv: index %d is negative", resource.ErrBadRequest, afterIndex)
+		return 0, fmt.Errorf("%w: index %d is negative", resource.ErrBadRequest, afterIndex)
 	}
 	w := s.hub.add(key, prefix, afterIndex)
 	if w == nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,17 +98,7 @@ func TestWatchListsAgainWhenItsVersionExpired(t *testing.T) {
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if _, err := etcd.Client.Delete(ctx, store.Prefix+"sluice.io/Service/default/greeter-v2"); err != nil {
-		t.Fatal(err)
-	}
-	put, err := etcd.Client.Put(ctx, "/e2e/filler", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := etcd.Client.Compact(ctx, put.Header.Revision); err != nil {
-		t.Fatal(err)
-	}
+	deleteAndCompact(t, etcd, store.Prefix+"sluice.io/Service/default/greeter-v2")
 	srv.Restart(t)
 
 	w.expect(`^DELETED +service/greeter-v2 +rv=\d+$`)
