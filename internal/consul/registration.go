@@ -124,8 +124,8 @@ func translate(reg *api.AgentServiceRegistration, ns, node, remote string) (*reg
 		}
 		weight = int32(w.Passing)
 	}
-	if err := validateMeta(reg.Meta); err != nil {
-		return nil, badRequest("Invalid Service Meta: %v", err)
+	if p := metaProblem(reg.Meta); p != "" {
+		return nil, badRequest("Invalid Service Meta: %s", p)
 	}
 	checks := collectChecks(reg)
 	for _, c := range checks {
@@ -537,30 +537,31 @@ func isAny(addr string) bool {
 	return ip != nil && ip.IsUnspecified()
 }
 
-// validateMeta checks service meta as Consul does, with its texts.
-func validateMeta(meta map[string]string) error {
+// metaProblem says, in Consul's words, what is wrong with service meta
+// ("" when nothing is).
+func metaProblem(meta map[string]string) string {
 	if len(meta) > metaMaxPairs {
-		return fmt.Errorf("Node metadata cannot contain more than %d key/value pairs", metaMaxPairs)
+		return fmt.Sprintf("Node metadata cannot contain more than %d key/value pairs", metaMaxPairs)
 	}
 	for k, v := range meta {
-		var err error
+		var p string
 		switch {
 		case k == "":
-			err = fmt.Errorf("Key cannot be blank")
+			p = "Key cannot be blank"
 		case !metaKeyFormat.MatchString(k):
-			err = fmt.Errorf("Key contains invalid characters")
+			p = "Key contains invalid characters"
 		case len(k) > metaKeyMaxLength:
-			err = fmt.Errorf("Key is too long (limit: %d characters)", metaKeyMaxLength)
+			p = fmt.Sprintf("Key is too long (limit: %d characters)", metaKeyMaxLength)
 		case strings.HasPrefix(k, metaReservedPrefix):
-			err = fmt.Errorf("Key prefix '%s' is reserved for internal use", metaReservedPrefix)
+			p = fmt.Sprintf("Key prefix '%s' is reserved for internal use", metaReservedPrefix)
 		case len(v) > metaValueMaxLength:
-			err = fmt.Errorf("Value is too long (limit: %d characters)", metaValueMaxLength)
+			p = fmt.Sprintf("Value is too long (limit: %d characters)", metaValueMaxLength)
 		}
-		if err != nil {
-			return fmt.Errorf("Couldn't load metadata pair ('%s', '%s'): %v", k, v, err)
+		if p != "" {
+			return fmt.Sprintf("Couldn't load metadata pair ('%s', '%s'): %s", k, v, p)
 		}
 	}
-	return nil
+	return ""
 }
 
 func orEmpty(s []string) []string {
