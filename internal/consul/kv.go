@@ -42,15 +42,7 @@ func (f *Facade) kvGet(w http.ResponseWriter, r *http.Request) {
 	}
 	prefix := keys || recurse
 	minRev, changed, err := f.awaitChange(r.Context(), q, func(ctx context.Context, after int64) (int64, error) {
-		rev, err := f.kv.WaitIndex(ctx, key, prefix, after)
-		if err == nil && ctx.Err() != nil {
-			// The wait passed: WaitIndex then answers the current revision,
-			// but the answer must keep the query's index. (A change that
-			// raced the deadline shows in the data read next, and wakes the
-			// client's next query at once.)
-			return 0, ctx.Err()
-		}
-		return rev, err
+		return f.kv.WaitIndex(ctx, key, prefix, after)
 	})
 	if err != nil {
 		f.writeError(w, r, err)

@@ -172,10 +172,10 @@ func watchError(resp clientv3.WatchResponse) error {
 }
 
 // WaitIndex blocks until the key (or with prefix any key under it) changes
-// after afterIndex, and returns the etcd revision of that change. When ctx
-// ends first, or the revisions after afterIndex have been compacted away
-// (the change cannot be known, so the caller must read again), it returns
-// the current revision; blocking queries treat both as "answer now".
+// after afterIndex, and returns the etcd revision of that change. When the
+// revisions after afterIndex have been compacted away (whether the key
+// changed cannot be known, so the caller must read again) it returns the
+// current revision. When ctx ends first it returns ctx's error.
 func (s *Store) WaitIndex(ctx context.Context, key string, prefix bool, afterIndex int64) (int64, error) {
 	etcdKey, err := watchTarget(key, prefix)
 	if err != nil {
@@ -199,7 +199,7 @@ func (s *Store) WaitIndex(ctx context.Context, key string, prefix bool, afterInd
 		if rev := s.hub.remove(w); rev > 0 {
 			return rev, nil
 		}
-		return s.revision(ctx)
+		return 0, ctx.Err()
 	}
 }
 
@@ -220,6 +220,9 @@ func (s *Store) waitDirect(ctx context.Context, etcdKey string, prefix bool, aft
 		if len(resp.Events) > 0 {
 			return resp.Events[0].Kv.ModRevision, nil
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	return s.revision(ctx)
 }

@@ -223,16 +223,16 @@ func TestWaitIndex(t *testing.T) {
 				t.Errorf("wait over a delete returned %d, want %d", r.rev, del)
 			}
 
-			// When ctx ends first, the current revision.
+			// When ctx ends first, its error.
 			tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			r := result(t, wait(tctx, s, key, false, del))
+			rev, err := s.WaitIndex(tctx, key, false, del)
 			if took := time.Since(start); took < 150*time.Millisecond {
 				t.Errorf("the wait returned after %v, before its context ended", took)
 			}
-			if r.rev < del {
-				t.Errorf("a wait whose context ended returned %d, want the current revision (at least %d)", r.rev, del)
+			if !errors.Is(err, context.DeadlineExceeded) || rev != 0 {
+				t.Errorf("a wait whose context ended returned %d, %v; want 0 and the context's error", rev, err)
 			}
 			if hub {
 				waitUntil(t, "the ended wait to leave the hub", func() bool { return kv.HubWaiters(s) == 0 })
