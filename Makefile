@@ -26,3 +26,4 @@ tidy-check:
 
 bench:
 	$(GO) run ./bench/store
+	$(GO) run ./bench/registry
