@@ -504,3 +504,38 @@ func TestChecksRunOnOneReplicaAndMoveWhenItDies(t *testing.T) {
 		t.Errorf("a check went unrun for %s across the crash, want at most the TTL plus about one interval (%s)", worst, limit)
 	}
 }
+
+// TestHeartbeatsReachAnyReplica: heartbeats alternate between two replicas
+// (a client behind a load balancer); the Endpoint stays healthy, and when
+// they stop, whichever replica owns it marks it unhealthy.
+func TestHeartbeatsReachAnyReplica(t *testing.T) {
+	e := servertest.StartEtcd(t)
+	a := startReplica(t, e, "replica-a", 2*time.Second)
+	b := startReplica(t, e, "replica-b", 2*time.Second)
+	ctx := context.Background()
+	const n = 4
+	for i := range n {
+		create(t, a.store, endpoint(fmt.Sprintf("web-%d", i), ttl(2*time.Second)))
+	}
+	replicas := []*replica{a, b}
+	for round := range 8 {
+		for i := range n {
+			r := replicas[(round+i)%2]
+			if err := r.reg.Heartbeat(ctx, "default", fmt.Sprintf("web-%d", i), resource.CheckPassing, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round >= 2 {
+			for i := range n {
+				obj, _ := a.store.Get(ctx, resource.EndpointKind, "default", fmt.Sprintf("web-%d", i))
+				if h := obj.(*resource.Endpoint).Status.Health; h != resource.HealthHealthy {
+					t.Fatalf("round %d: web-%d is %s while heartbeating through both replicas", round, i, h)
+				}
+			}
+		}
+		time.Sleep(700 * time.Millisecond)
+	}
+	for i := range n {
+		waitFor(t, b.store, fmt.Sprintf("web-%d", i), "unhealthy", 8*time.Second, health(resource.HealthUnhealthy))
+	}
+}
