@@ -109,7 +109,7 @@ func (r *results) tables() []report.Table {
 		t := report.Table{
 			Title: fmt.Sprintf("Blocking queries woken by one change (%d waiters, %d changes; time from the change until each waiter returned, all waiters of all changes pooled; ratios: Sluice ÷ %s)",
 				r.cfg.Waiters, r.cfg.Changes, wakeBaseline),
-			Header:  []string{"waiters", "path", "change acknowledged", "p50", "p99", "max", "all returned (median change)", "CPU/change", "p50 ÷ raw", "p99 ÷ raw", "max ÷ raw", "CPU/change ÷ raw"},
+			Header:  []string{"waiters", "path", "change acknowledged", "p50", "p99", "max", "all returned (median change)", "CPU/change", "etcd reads/change", "p50 ÷ raw", "p99 ÷ raw", "max ÷ raw", "CPU/change ÷ raw"},
 			Numeric: 2,
 		}
 		var base *wakeRow
@@ -126,7 +126,7 @@ func (r *results) tables() []report.Table {
 			t.Rows = append(t.Rows, []string{
 				fmt.Sprint(r.cfg.Waiters), row.path,
 				dur(report.Percentile(row.s.writes, 50)), dur(row.s.percentile(50)), dur(row.s.percentile(99)), dur(row.s.percentile(100)),
-				dur(report.Percentile(row.s.last, 50)), dur(row.s.cpuPerChange()),
+				dur(report.Percentile(row.s.last, 50)), dur(row.s.cpuPerChange()), fmt.Sprintf("%.0f", row.s.readsPerChange()),
 				ratio(float64(row.s.percentile(50)), float64(b.s.percentile(50)), ok),
 				ratio(float64(row.s.percentile(99)), float64(b.s.percentile(99)), ok),
 				ratio(float64(row.s.percentile(100)), float64(b.s.percentile(100)), ok),

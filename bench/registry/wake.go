@@ -141,9 +141,11 @@ type wakeSample struct {
 	lats   []time.Duration
 	writes []time.Duration
 	last   []time.Duration
-	// cpu is the process's CPU time from the changes until their last
-	// waiters returned.
-	cpu time.Duration
+	// cpu is the process's CPU time, and etcd the requests etcd served,
+	// from the changes until their last waiters returned (the changes'
+	// own included).
+	cpu  time.Duration
+	etcd etcdCounts
 }
 
 func (s *wakeSample) add(o wakeSample) {
@@ -151,6 +153,8 @@ func (s *wakeSample) add(o wakeSample) {
 	s.writes = append(s.writes, o.writes...)
 	s.last = append(s.last, o.last...)
 	s.cpu += o.cpu
+	s.etcd.reads += o.etcd.reads
+	s.etcd.proposals += o.etcd.proposals
 }
 
 func (s wakeSample) percentile(p float64) time.Duration { return report.Percentile(s.lats, p) }
@@ -160,6 +164,13 @@ func (s wakeSample) cpuPerChange() time.Duration {
 		return 0
 	}
 	return s.cpu / time.Duration(len(s.writes))
+}
+
+func (s wakeSample) readsPerChange() float64 {
+	if len(s.writes) == 0 {
+		return 0
+	}
+	return s.etcd.reads / float64(len(s.writes))
 }
 
 // measureWake sets p up in namespace ns and, for each of changes changes,
@@ -214,6 +225,10 @@ func wakeOnce(ctx context.Context, e *env, target wakeTarget, n, k int, s *wakeS
 		return err
 	}
 
+	etcd0, err := readEtcdCounts()
+	if err != nil {
+		return err
+	}
 	cpu0, err := harness.CPUTime()
 	if err != nil {
 		return err
@@ -239,7 +254,14 @@ func wakeOnce(ctx context.Context, e *env, target wakeTarget, n, k int, s *wakeS
 	if err != nil {
 		return err
 	}
+	etcd1, err := readEtcdCounts()
+	if err != nil {
+		return err
+	}
 	s.cpu += cpu1 - cpu0
+	d := etcd1.sub(etcd0)
+	s.etcd.reads += d.reads
+	s.etcd.proposals += d.proposals
 	lats := make([]time.Duration, n)
 	for i, at := range w.at {
 		lats[i] = at.Sub(t0)
