@@ -86,6 +86,10 @@ type config struct {
 	Phases []string
 	// Paths, when not empty, selects paths by short name (see -paths).
 	Paths []string
+	// ChangesProfile, when set, is the prefix of CPU profiles of the
+	// blocking phase's changes, one per change (from the change until its
+	// last waiter returned), named <prefix>.<namespace>.<change>.
+	ChangesProfile string
 	// Log receives the server's and etcd's warnings; Progress a line per
 	// measurement (nil: none).
 	Log      *slog.Logger
@@ -141,6 +145,7 @@ func mainErr() error {
 		"; heartbeat "+strings.Join(shortNames(heartbeatPaths), ",")+"; blocking "+strings.Join(wakeShortNames(), ",")+" (default: all)")
 	markdown := flag.Bool("markdown", false, "print the result tables as Markdown, for bench/README.md")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	changesprofile := flag.String("cpuprofile-changes", "", "write a CPU profile of each change of the blocking phase, until its last waiter returned, to files with this prefix (not with -cpuprofile)")
 	verbose := flag.Bool("v", false, "log the server's and etcd's warnings")
 	set, err := harness.ParseFlags(flag.CommandLine, os.Args[1:])
 	if err != nil {
@@ -177,6 +182,10 @@ func mainErr() error {
 			return err
 		}
 	}
+	if *cpuprofile != "" && *changesprofile != "" {
+		return errors.New("-cpuprofile and -cpuprofile-changes: one CPU profile at a time")
+	}
+	cfg.ChangesProfile = *changesprofile
 	cfg.Log = harness.Logger(*verbose)
 	cfg.Progress = os.Stderr
 	return harness.Run(*cpuprofile, *markdown, os.Stdout, func(ctx context.Context) (*results, error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -175,22 +177,27 @@ func (s wakeSample) readsPerChange() float64 {
 
 // measureWake sets p up in namespace ns and, for each of changes changes,
 // starts n waiters, waits until they are all parked, makes the change and
-// times how long each waiter takes to return.
-func measureWake(ctx context.Context, e *env, p wakePath, n, changes int, ns string) (wakeSample, error) {
+// times how long each waiter takes to return. With profile set, it writes
+// a CPU profile of each change to profile.<ns>.<change>.
+func measureWake(ctx context.Context, e *env, p wakePath, n, changes int, ns, profile string) (wakeSample, error) {
 	target, err := p.setup(ctx, e, ns)
 	if err != nil {
 		return wakeSample{}, fmt.Errorf("setup: %w", err)
 	}
 	var s wakeSample
 	for k := range changes {
-		if err := wakeOnce(ctx, e, target, n, k, &s); err != nil {
+		prof := ""
+		if profile != "" {
+			prof = fmt.Sprintf("%s.%s.%d", profile, ns, k)
+		}
+		if err := wakeOnce(ctx, e, target, n, k, prof, &s); err != nil {
 			return wakeSample{}, fmt.Errorf("change %d: %w", k+1, err)
 		}
 	}
 	return s, nil
 }
 
-func wakeOnce(ctx context.Context, e *env, target wakeTarget, n, k int, s *wakeSample) error {
+func wakeOnce(ctx context.Context, e *env, target wakeTarget, n, k int, profile string, s *wakeSample) error {
 	// Nothing else may change meanwhile.
 	if _, err := e.quiesce(ctx); err != nil {
 		return err
@@ -229,6 +236,17 @@ func wakeOnce(ctx context.Context, e *env, target wakeTarget, n, k int, s *wakeS
 	if err != nil {
 		return err
 	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0, err := harness.CPUTime()
 	if err != nil {
 		return err
@@ -253,6 +271,9 @@ func wakeOnce(ctx context.Context, e *env, target wakeTarget, n, k int, s *wakeS
 	cpu1, err := harness.CPUTime()
 	if err != nil {
 		return err
+	}
+	if profile != "" {
+		pprof.StopCPUProfile()
 	}
 	etcd1, err := readEtcdCounts()
 	if err != nil {
@@ -298,7 +319,7 @@ func runWake(ctx context.Context, e *env, cfg config) (rows []wakeRow, skipped [
 				continue
 			}
 			ns := fmt.Sprintf("%s-%s-r%d", phaseBlocking, p.short, r)
-			s, err := measureWake(ctx, e, p, cfg.Waiters, changes, ns)
+			s, err := measureWake(ctx, e, p, cfg.Waiters, changes, ns, cfg.ChangesProfile)
 			if errors.Is(err, errNotServed) {
 				progress(cfg, "%s: %v; left out", p.name, err)
 				skipped = append(skipped, p.name)
