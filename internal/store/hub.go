@@ -166,8 +166,8 @@ func (h *hub) end(err error) {
 // subscription is one watcher's place in a hub.
 type subscription struct {
 	h     *hub
-	seq   int64 // next entry to read
-	after int64 // the watcher's start revision: earlier entries are skipped
+	seq   int64 // next entry to read; join starts it after the watcher's revision
+	after int64 // the revision of the last entry read (or the start)
 }
 
 // run sends the watcher every change it wants, until the hub ends, ctx ends,
@@ -190,9 +190,9 @@ func (sub *subscription) run(ctx context.Context, f filter, send func(Event) boo
 		h.mu.Unlock()
 
 		for _, e := range batch {
-			if e.rev <= sub.after {
-				continue
-			}
+			// One etcd transaction may change several objects: their
+			// entries share a revision, and each is delivered.
+			sub.after = e.rev
 			if e.c == nil {
 				if !send(bookmark(h.k, e.rev)) {
 					return
@@ -207,7 +207,6 @@ func (sub *subscription) run(ctx context.Context, f filter, send func(Event) boo
 			if ok && !send(ev) {
 				return
 			}
-			sub.after = e.rev
 		}
 		if len(batch) > 0 {
 			continue

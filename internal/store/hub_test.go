@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
 )
@@ -213,5 +215,28 @@ func TestHubRingDoesNotOutliveCompaction(t *testing.T) {
 	expect(t, held, watch.Added, "d")
 	if got := s.Hubs(); got != 1 {
 		t.Errorf("hubs = %d, want 1 (the resume at the compacted revision joins the running hub)", got)
+	}
+}
+
+// TestOneTransactionManyChanges deletes three objects in one etcd
+// transaction (as `etcdctl del --prefix` does): their changes share one
+// revision, and a watcher gets every one of them.
+func TestOneTransactionManyChanges(t *testing.T) {
+	s, e := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var last resource.Object
+	for _, name := range []string{"a", "b", "c"} {
+		last, _ = s.Create(ctx, service(name, 80, nil), store.WriteOptions{})
+	}
+	ch, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, last)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Client.Delete(ctx, "/sluice/resources/sluice.io/Service/default/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		expect(t, ch, watch.Deleted, name)
 	}
 }
