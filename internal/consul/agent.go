@@ -55,7 +55,13 @@ func (f *Facade) registerService(w http.ResponseWriter, r *http.Request) (any, e
 		return nil, err
 	}
 	// The Service first, so that the Endpoint routes as soon as it exists.
-	if _, err := f.store.Create(ctx, out.service, store.WriteOptions{}); err != nil && !errors.Is(err, resource.ErrAlreadyExists) {
+	// Most registrations find it there: a read costs etcd less than a
+	// create that fails (a transaction goes through raft either way).
+	if _, err := f.store.Get(ctx, resource.ServiceKind, ns, out.service.Name); errors.Is(err, resource.ErrNotFound) {
+		if _, err := f.store.Create(ctx, out.service, store.WriteOptions{}); err != nil && !errors.Is(err, resource.ErrAlreadyExists) {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	if err := f.write(ctx, ep, prev == nil); err != nil {
