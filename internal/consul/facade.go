@@ -66,9 +66,9 @@ type Facade struct {
 	closing   chan struct{} // closed by Close: blocking queries answer at once
 	closeOnce sync.Once
 
-	snapMu    sync.Mutex           // guards snaps
-	snaps     map[string]*snapCall // namespace → its latest read
-	snapReads atomic.Int64         // snapshots read from the store (waiters share them)
+	snaps     sharedReads[*snapshot] // by namespace
+	kvReads   sharedReads[kvRead]    // by what is read
+	snapReads atomic.Int64           // snapshots read from the store (waiters share them)
 
 	checksMu sync.Mutex        // guards checks
 	checks   map[string]string // namespace/check ID → the Endpoint that had it
@@ -95,7 +95,7 @@ func New(opts Options) *Facade {
 		store: opts.Store, registry: opts.Registry, kv: opts.KV, tokens: opts.Tokens, node: opts.NodeName,
 		timeout: opts.RequestTimeout, maxBody: opts.MaxBodyBytes, log: opts.Logger,
 		closing: make(chan struct{}),
-		snaps:   map[string]*snapCall{}, checks: map[string]string{},
+		checks:  map[string]string{},
 	}
 	f.handler = f.routes()
 	return f

@@ -48,58 +48,74 @@ func (f *Facade) kvGet(w http.ResponseWriter, r *http.Request) {
 		f.writeError(w, r, err)
 		return
 	}
-	var (
-		body  any
-		found bool
-		rev   int64
-	)
-	switch {
-	case keys:
-		sep := params.Get("separator")
+	var sep string
+	if keys {
+		sep = params.Get("separator")
 		if _, ok := params["seperator"]; ok && sep == "" { // Consul still takes its old spelling
 			sep = params.Get("seperator")
 		}
-		var list []string
-		list, rev, err = f.kv.Keys(r.Context(), key, sep)
-		// The root answers an empty list; a prefix with no keys, 404.
-		found, body = len(list) > 0 || key == "", append([]string{}, list...)
-	case recurse:
-		var entries []kv.Entry
-		entries, rev, err = f.kv.List(r.Context(), key)
-		pairs := make([]*api.KVPair, len(entries))
-		for i, e := range entries {
-			pairs[i] = kvPair(e)
-		}
-		found, body = len(pairs) > 0, pairs
-	default:
-		var e kv.Entry
-		e, rev, err = f.kv.Get(r.Context(), key)
-		if errors.Is(err, resource.ErrNotFound) {
-			err = nil
-		} else if err == nil {
-			found, body = true, []*api.KVPair{kvPair(e)}
-			if _, ok := params["raw"]; ok {
-				f.setIndex(w, q, changed, rev, minRev)
-				h := w.Header()
-				h.Set("Content-Length", strconv.Itoa(len(e.Value)))
-				h.Set("Content-Type", "text/plain")
-				h.Set("X-Content-Type-Options", "nosniff")
-				h.Set("Content-Security-Policy", "sandbox")
-				w.Write(e.Value)
-				return
-			}
-		}
 	}
+	mode := "get"
+	switch {
+	case keys:
+		mode = "keys"
+	case recurse:
+		mode = "list"
+	}
+	res, rev, err := f.kvReads.read(r.Context(), mode+"\x00"+key+"\x00"+sep, minRev, func(ctx context.Context) (kvRead, int64, error) {
+		return f.readKV(ctx, mode, key, sep)
+	})
 	if err != nil {
 		f.writeError(w, r, kvError(err))
 		return
 	}
 	f.setIndex(w, q, changed, rev, minRev)
-	if !found {
+	switch {
+	case !res.found:
 		w.WriteHeader(http.StatusNotFound) // as Consul: no body
-		return
+	case mode == "get" && params.Has("raw"):
+		h := w.Header()
+		h.Set("Content-Length", strconv.Itoa(len(res.pairs[0].Value)))
+		h.Set("Content-Type", "text/plain")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "sandbox")
+		w.Write(res.pairs[0].Value)
+	case mode == "keys":
+		f.writeJSON(w, r, res.keys)
+	default:
+		f.writeJSON(w, r, res.pairs)
 	}
-	f.writeJSON(w, r, body)
+}
+
+// kvRead is what a KV read found; blocking queries woken by one change
+// share it, so it is never modified.
+type kvRead struct {
+	found bool
+	pairs []*api.KVPair
+	keys  []string
+}
+
+// readKV reads key as mode says: "get" one entry, "list" the entries under
+// it, "keys" the key names under it (cut after sep).
+func (f *Facade) readKV(ctx context.Context, mode, key, sep string) (kvRead, int64, error) {
+	switch mode {
+	case "keys":
+		list, rev, err := f.kv.Keys(ctx, key, sep)
+		// The root answers an empty list; a prefix with no keys, 404.
+		return kvRead{found: len(list) > 0 || key == "", keys: append([]string{}, list...)}, rev, err
+	case "list":
+		entries, rev, err := f.kv.List(ctx, key)
+		pairs := make([]*api.KVPair, len(entries))
+		for i, e := range entries {
+			pairs[i] = kvPair(e)
+		}
+		return kvRead{found: len(pairs) > 0, pairs: pairs}, rev, err
+	}
+	e, rev, err := f.kv.Get(ctx, key)
+	if errors.Is(err, resource.ErrNotFound) {
+		return kvRead{}, rev, nil
+	}
+	return kvRead{found: err == nil, pairs: []*api.KVPair{kvPair(e)}}, rev, err
 }
 
 // setIndex sets the query headers of a KV read at revision rev: the index a

@@ -22,51 +22,18 @@ type snapshot struct {
 	index int64
 }
 
-// snapCall is one read of a namespace, in flight until done closes.
-type snapCall struct {
-	done chan struct{}
-	snap *snapshot
-	err  error
-}
-
 // snapshot returns the Services and Endpoints of ns, reflecting at least
-// revision minRev. With minRev 0 it reads afresh (a plain read must see
-// every write acknowledged before it). With minRev > 0 (a blocking query
-// woken by the change at minRev, or timed out at its index) it shares the
-// latest read of the namespace if that one covers minRev: a thousand
-// waiters woken by one change cost one read, not a thousand.
+// revision minRev: afresh with minRev 0, else shared with the other
+// blocking queries woken by the same change (see sharedReads).
 func (f *Facade) snapshot(ctx context.Context, ns string, minRev int64) (*snapshot, error) {
-	for {
-		f.snapMu.Lock()
-		c := f.snaps[ns]
-		if minRev <= 0 || c == nil || isDone(c) && (c.err != nil || c.snap.index < minRev) {
-			c = &snapCall{done: make(chan struct{})}
-			f.snaps[ns] = c
-			f.snapMu.Unlock()
-			c.snap, c.err = f.readSnapshot(ctx, ns)
-			close(c.done)
-			return c.snap, c.err
+	snap, _, err := f.snaps.read(ctx, ns, minRev, func(ctx context.Context) (*snapshot, int64, error) {
+		s, err := f.readSnapshot(ctx, ns)
+		if err != nil {
+			return nil, 0, err
 		}
-		f.snapMu.Unlock()
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if c.err == nil && c.snap.index >= minRev {
-			return c.snap, nil
-		}
-		// That read was too old or failed: take a newer one, or start it.
-	}
-}
-
-func isDone(c *snapCall) bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
+		return s, s.index, nil
+	})
+	return snap, err
 }
 
 func (f *Facade) readSnapshot(ctx context.Context, ns string) (*snapshot, error) {

@@ -99,7 +99,7 @@ func (h *hub) join(rev int64) (*subscription, bool) {
 	for seq > h.oldest() && h.ring[(seq-1)%hubRing].rev > rev {
 		seq--
 	}
-	return &subscription{h: h, seq: seq, after: rev}, true
+	return &subscription{h: h, seq: seq, start: rev, after: rev}, true
 }
 
 // oldest is the sequence number of the oldest entry still in the ring.
@@ -165,9 +165,12 @@ func (h *hub) end(err error) {
 
 // subscription is one watcher's place in a hub.
 type subscription struct {
-	h     *hub
-	seq   int64 // next entry to read; join starts it after the watcher's revision
-	after int64 // the revision of the last entry read (or the start)
+	h   *hub
+	seq int64 // next entry to read
+	// start is the watcher's revision: entries up to it are skipped (the
+	// hub's etcd watch may not have reached it when the watcher joined).
+	start int64
+	after int64 // the revision of the last entry read, or start
 }
 
 // run sends the watcher every change it wants, until the hub ends, ctx ends,
@@ -190,8 +193,11 @@ func (sub *subscription) run(ctx context.Context, f filter, send func(Event) boo
 		h.mu.Unlock()
 
 		for _, e := range batch {
-			// One etcd transaction may change several objects: their
-			// entries share a revision, and each is delivered.
+			// Not e.rev <= sub.after: one etcd transaction may change
+			// several objects, whose entries share a revision.
+			if e.rev <= sub.start {
+				continue
+			}
 			sub.after = e.rev
 			if e.c == nil {
 				if !send(bookmark(h.k, e.rev)) {

@@ -240,3 +240,32 @@ func TestOneTransactionManyChanges(t *testing.T) {
 		expect(t, ch, watch.Deleted, name)
 	}
 }
+
+// TestJoinAheadOfTheHub resumes watchers at a revision the hub's etcd watch
+// may not have reached yet: they must not get the changes up to it.
+func TestJoinAheadOfTheHub(t *testing.T) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first, _ := s.Create(ctx, service("first", 80, nil), store.WriteOptions{})
+	held, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, first)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range held {
+		}
+	}()
+	for i := range 50 {
+		x, err := s.Create(ctx, service(fmt.Sprintf("x%d", i), 80, nil), store.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := s.Watch(ctx, resource.ServiceKind, "", store.WatchOptions{ResourceVersion: rev(t, x)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Create(ctx, service(fmt.Sprintf("y%d", i), 80, nil), store.WriteOptions{})
+		expect(t, ch, watch.Added, fmt.Sprintf("y%d", i))
+	}
+}
