@@ -83,7 +83,9 @@ func New(st *store.Store, opts Options) *Registry {
 		leases:  map[string]leaseEntry{}, checks: map[string]*checker{},
 	}
 	r.endpoints = informer.New(informer.NewStoreSource(st, resource.EndpointKind, informer.Scope{}), informer.Options{Logger: r.log})
-	r.ctrl = informer.NewController(r.endpoints, r.reconcile, informer.ControllerOptions{Workers: 4, Logger: r.log})
+	// Each reconcile waits on etcd round trips (a claim, a status write):
+	// enough workers keep etcd busy when registrations come in bursts.
+	r.ctrl = informer.NewController(r.endpoints, r.reconcile, informer.ControllerOptions{Workers: 16, Logger: r.log})
 	r.own = newOwnership(r.client, r.id, opts.SessionTTL, r.enqueueAll, r.ctrl.Enqueue, r.log)
 	r.markers = newMirror(r.client, markersPrefix, r.ctrl.Enqueue, r.log)
 	return r
