@@ -86,12 +86,14 @@ func (o *ownership) session(ctx context.Context) error {
 		defer cancel()
 		s.Client().Revoke(rctx, s.Lease())
 	}()
-	if _, err := o.client.Put(ctx, membersPrefix+o.id, o.id, clientv3.WithLease(s.Lease())); err != nil {
-		return err
-	}
+	// The lease first: the member key's event makes every replica
+	// reconcile, and this one can claim only with a lease.
 	o.mu.Lock()
 	o.lease = s.Lease()
 	o.mu.Unlock()
+	if _, err := o.client.Put(ctx, membersPrefix+o.id, o.id, clientv3.WithLease(s.Lease())); err != nil {
+		return err
+	}
 	select {
 	case <-s.Done():
 		return errors.New("the session's lease expired")
