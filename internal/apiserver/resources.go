@@ -26,6 +26,11 @@ func (s *Server) kindFor(r *http.Request) (*resource.Kind, error) {
 		}
 		return nil, fmt.Errorf("%w: no resource %q in %s", resource.ErrNotFound, plural, gv)
 	}
+	// Secrets are for identities that may write: a read-only token gets
+	// 403 on every path (get, list, watch), as Kubernetes' view role does.
+	if id := identityOf(r); k.Sensitive && !id.CanWrite() {
+		return nil, fmt.Errorf("%w: %s has role %s, which cannot read %s", resource.ErrForbidden, id.Name, id.Role, k.Plural)
+	}
 	return k, nil
 }
 

@@ -143,6 +143,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 type identityKey struct{}
 
+// identityOf is who the request comes from; authenticate sets it.
+func identityOf(r *http.Request) auth.Identity {
+	if id, ok := r.Context().Value(identityKey{}).(auth.Identity); ok {
+		return id
+	}
+	return auth.Identity{Name: "unauthenticated"} // no role: fail closed
+}
+
 // authenticate checks the bearer token and the role's right to the method.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,8 +1,11 @@
 package printer
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -38,6 +41,10 @@ func Describe(w io.Writer, obj *unstructured.Unstructured, now time.Time) error 
 		return err
 	}
 	for _, key := range sections(obj.Object) {
+		if key == "data" && obj.GetKind() == "Secret" {
+			fmt.Fprintf(w, "Data:%s\n", secretSizes(obj.Object[key]))
+			continue
+		}
 		out, err := yaml.Marshal(obj.Object[key])
 		if err != nil {
 			return fmt.Errorf("printer: %s: %w", key, err)
@@ -83,4 +90,24 @@ func sections(obj map[string]any) []string {
 
 func title(key string) string {
 	return strings.ToUpper(key[:1]) + key[1:]
+}
+
+// secretSizes renders a Secret's data as its keys and sizes, never the
+// values, as kubectl describe does.
+func secretSizes(v any) string {
+	m, _ := v.(map[string]any)
+	if len(m) == 0 {
+		return "  " + none
+	}
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		s, _ := m[k].(string)
+		n, err := base64.StdEncoding.DecodeString(s)
+		size := fmt.Sprintf("%d bytes", len(n))
+		if err != nil {
+			size = "not base64"
+		}
+		fmt.Fprintf(&b, "\n  %s:  %s", k, size)
+	}
+	return b.String()
 }

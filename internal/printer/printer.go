@@ -115,6 +115,14 @@ var columns = map[string][]column{
 	},
 	"HTTPRoute": routeColumns,
 	"GRPCRoute": routeColumns,
+	// Never the data itself: how many keys it holds.
+	"Secret": {
+		{header: "TYPE", value: func(o map[string]any) string { return text(field(o, "type")) }},
+		{header: "DATA", value: func(o map[string]any) string {
+			m, _ := field(o, "data").(map[string]any)
+			return fmt.Sprint(len(m))
+		}},
+	},
 }
 
 var routeColumns = []column{

@@ -61,6 +61,7 @@ func TestPrintTable(t *testing.T) {
 		{"gateways-wide", "Gateway", TableOptions{Wide: true}},
 		{"httproutes-wide", "HTTPRoute", TableOptions{Wide: true}},
 		{"grpcroutes", "GRPCRoute", TableOptions{}},
+		{"secrets-wide", "Secret", TableOptions{Wide: true}},
 		{"unknown-kind-wide", "Widget", TableOptions{Wide: true, AllNamespaces: true}},
 	}
 	for _, tt := range tests {
@@ -71,6 +72,9 @@ func TestPrintTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden.Check(t, "table-"+tt.golden, buf.String())
+			if strings.Contains(buf.String(), "c2VjcmV0") {
+				t.Errorf("table shows secret data:\n%s", buf.String())
+			}
 		})
 	}
 }
@@ -107,6 +111,7 @@ func TestDescribe(t *testing.T) {
 	}{
 		{"endpoint", objects(t, "Endpoint")[0]},
 		{"gateway", objects(t, "Gateway")[0]},
+		{"secret", objects(t, "Secret")[0]},
 		{"unknown-kind", objects(t, "Widget")[0]},
 		{"bare", unstructured.Unstructured{Object: map[string]any{"kind": "Thing", "metadata": "not an object", "status": map[string]any{}}}},
 	}
@@ -117,6 +122,9 @@ func TestDescribe(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden.Check(t, "describe-"+tt.golden, buf.String())
+			if strings.Contains(buf.String(), "c2VjcmV0") || strings.Contains(buf.String(), "secret-cert") {
+				t.Errorf("describe shows secret data:\n%s", buf.String())
+			}
 		})
 	}
 }

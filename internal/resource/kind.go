@@ -32,6 +32,9 @@ type Kind struct {
 	// HasStatus says status is a subresource: the main path never changes it
 	// and the status path never changes anything else.
 	HasStatus bool
+	// Sensitive says the objects hold secrets: only identities that may
+	// write can read them (the API answers 403 to the others).
+	Sensitive bool
 
 	newObject func() Object
 	newList   func() runtime.Object
@@ -174,6 +177,7 @@ func Builtin() *Registry {
 		GatewayKind,
 		HTTPRouteKind,
 		GRPCRouteKind,
+		SecretKind,
 	)
 }
 
