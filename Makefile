@@ -27,3 +27,4 @@ tidy-check:
 bench:
 	$(GO) run ./bench/store
 	$(GO) run ./bench/registry
+	$(GO) run ./bench/gateway
