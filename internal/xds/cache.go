@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -31,7 +32,11 @@ const GatewayMetadataKey = "sluice.io/gateway"
 //     the next change; so does a NACK, so a rejected version is never sent
 //     again in a loop, and the client keeps its last good config;
 //   - a client gets exactly the resources it names (or, for a wildcard
-//     request, its scope), never the whole mesh.
+//     request, its scope), never the whole mesh;
+//   - a Secret goes only to the nodes of a Gateway whose scope holds it,
+//     even when another node asks for it by name: to any other node it does
+//     not exist. (The Gateway a node serves is what its metadata says; the
+//     xDS address is loopback unless --insecure, until xDS has mTLS.)
 //
 // A response goes out at most once per watch: the server opens a new watch
 // with the client's next request.
@@ -89,6 +94,15 @@ func (c *Cache) SetSnapshot(snap *Snapshot, changedAt time.Time) {
 	scopesChanged := !sameScopes(old, snap)
 	for _, t := range Types {
 		changed := changedNames(old, snap, t)
+		if scopesChanged && t == SecretType {
+			// A Secret may have entered or left a Gateway's scope without
+			// changing: every watch naming one must look again.
+			for _, s := range []*Snapshot{old, snap} {
+				for name := range s.resources[SecretType] {
+					changed[name] = true
+				}
+			}
+		}
 		if len(changed) == 0 && !scopesChanged {
 			continue
 		}
@@ -232,6 +246,18 @@ func (c *Cache) namesFor(typeURL string, node *core.Node, sub cache.Subscription
 	return names
 }
 
+// get returns a resource of the current snapshot that node may have: any
+// but a Secret, which only the nodes of a Gateway whose scope holds it get.
+func (c *Cache) get(typeURL string, node *core.Node, name string) (*Resource, bool) {
+	if typeURL == SecretType {
+		gw := gatewayOf(node)
+		if gw == "" || !slices.Contains(c.snap.Scope(gw, SecretType), name) {
+			return nil, false
+		}
+	}
+	return c.snap.Get(typeURL, name)
+}
+
 // gatewayOf returns the Gateway a node serves, from its metadata.
 func gatewayOf(node *core.Node) string {
 	return node.GetMetadata().GetFields()[GatewayMetadataKey].GetStringValue()
@@ -264,7 +290,7 @@ func (c *Cache) sotwContent(req *discovery.DiscoveryRequest, sub cache.Subscript
 		if _, dup := content.returned[name]; dup {
 			continue
 		}
-		if r, ok := c.snap.Get(typeURL, name); ok {
+		if r, ok := c.get(typeURL, req.GetNode(), name); ok {
 			content.returned[name] = r.Version
 			content.resources = append(content.resources, r.Any)
 		} else {
@@ -299,7 +325,7 @@ func (c *Cache) deltaResponse(req *discovery.DeltaDiscoveryRequest, sub cache.Su
 	next := map[string]string{}
 	var changed []*discovery.Resource
 	for _, name := range c.namesFor(typeURL, req.GetNode(), sub) {
-		r, ok := c.snap.Get(typeURL, name)
+		r, ok := c.get(typeURL, req.GetNode(), name)
 		if !ok {
 			continue
 		}

@@ -28,6 +28,7 @@ type ControllerOptions struct {
 var inputKinds = []*resource.Kind{
 	resource.ServiceKind, resource.EndpointKind, resource.BackendPolicyKind,
 	resource.HTTPRouteKind, resource.GRPCRouteKind, resource.GatewayKind,
+	resource.SecretKind,
 }
 
 // Controller keeps a Cache's snapshot in step with the store: informers on

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"fmt"
 	"slices"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -35,7 +36,13 @@ func (t *translation) addGateway(gw *gatewayv1.Gateway) {
 		}
 		ls = slices.DeleteFunc(slices.Clone(ls), func(l *gatewayv1.Listener) bool { return l.Protocol != protocol })
 		name := gatewayName(gw.Namespace, gw.Name, port)
-		t.add(ListenerType, name, t.gatewayListener(gw, name, port, ls, secrets))
+		listener := t.gatewayListener(gw, name, port, ls, secrets)
+		if len(listener.FilterChains) == 0 {
+			// Envoy refuses a listener without filter chains.
+			t.problems = append(t.problems, fmt.Sprintf("Gateway %s/%s port %d: no listener has a valid certificate; the port is not served", gw.Namespace, gw.Name, port))
+			continue
+		}
+		t.add(ListenerType, name, listener)
 		t.add(RouteType, name, t.gatewayRoutes(gw, name, ls, clusters))
 		names = append(names, name)
 	}

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluice/sluice/internal/resource"
@@ -16,6 +17,7 @@ type Inputs struct {
 	HTTPRoutes      []*gatewayv1.HTTPRoute
 	GRPCRoutes      []*gatewayv1.GRPCRoute
 	Gateways        []*gatewayv1.Gateway
+	Secrets         []*corev1.Secret
 }
 
 // Add appends obj to the inputs of its kind. It returns false for an object
@@ -34,6 +36,8 @@ func (in *Inputs) Add(obj any) bool {
 		in.GRPCRoutes = append(in.GRPCRoutes, o)
 	case *gatewayv1.Gateway:
 		in.Gateways = append(in.Gateways, o)
+	case *corev1.Secret:
+		in.Secrets = append(in.Secrets, o)
 	default:
 		return false
 	}

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -11,6 +12,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluice/sluice/internal/resource"
 )
 
 // Well-known names of the Envoy extensions Sluice configures.
@@ -88,32 +91,86 @@ func (t *translation) gatewayListener(gw *gatewayv1.Gateway, name string, port i
 	return l
 }
 
-// tlsSocket terminates TLS with the certificates of a Gateway listener,
-// named "<namespace>/<name>" and served over SDS; nil if it has none.
+// certRef is one certificateRef of a Gateway listener, resolved.
+type certRef struct {
+	// name is the SDS name of the Secret, "<namespace>/<name>".
+	name string
+	// chain and key are its PEM certificate chain and private key; problem
+	// says why there are none (a missing or unusable Secret).
+	chain, key []byte
+	problem    string
+}
+
+// certificateRefs resolves the certificateRefs of a Gateway listener
+// against the Secrets: the one place that decides whether a reference can
+// serve, for the listener's filter chain and for its ResolvedRefs status.
 // ReferenceGrants do not exist in Sluice: a certificateRef may name a
 // Secret in another namespace.
-func (t *translation) tlsSocket(gw *gatewayv1.Gateway, gl *gatewayv1.Listener, secrets map[string]bool) *corev3.TransportSocket {
+func (t *translation) certificateRefs(gw *gatewayv1.Gateway, gl *gatewayv1.Listener) []certRef {
 	if gl.TLS == nil {
 		return nil
 	}
-	common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}
+	var out []certRef
 	for _, ref := range gl.TLS.CertificateRefs {
-		if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
-			continue
-		}
 		ns := gw.Namespace
 		if ref.Namespace != nil && *ref.Namespace != "" {
 			ns = string(*ref.Namespace)
 		}
-		name := ns + "/" + string(ref.Name)
-		secrets[name] = true
-		common.TlsCertificateSdsSecretConfigs = append(common.TlsCertificateSdsSecretConfigs, &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsSource()})
+		c := certRef{name: ns + "/" + string(ref.Name)}
+		switch s, ok := t.secrets[objKey{ns, string(ref.Name)}]; {
+		case (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret"):
+			c.problem = fmt.Sprintf("certificateRef %s is not a core Secret", c.name)
+		case !ok:
+			c.problem = fmt.Sprintf("Secret %s does not exist", c.name)
+		default:
+			var err error
+			if c.chain, c.key, err = resource.TLSKeyPair(s); err != nil {
+				c.problem = fmt.Sprintf("Secret %s cannot serve TLS: %v", c.name, err)
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// tlsSocket terminates TLS with the certificates of a Gateway listener,
+// named "<namespace>/<name>" and served over SDS; nil if none of them is a
+// valid TLS Secret, so that the listener's filter chain is left out rather
+// than served without a certificate. A reference that cannot serve is left
+// out and recorded in the problems. secrets collects the names.
+func (t *translation) tlsSocket(gw *gatewayv1.Gateway, gl *gatewayv1.Listener, secrets map[string]bool) *corev3.TransportSocket {
+	common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}
+	for _, c := range t.certificateRefs(gw, gl) {
+		if c.problem != "" {
+			t.problems = append(t.problems, fmt.Sprintf("Gateway %s/%s listener %s: %s", gw.Namespace, gw.Name, gl.Name, c.problem))
+			continue
+		}
+		if !secrets[c.name] {
+			secrets[c.name] = true
+			t.add(SecretType, c.name, tlsSecret(c))
+		}
+		common.TlsCertificateSdsSecretConfigs = append(common.TlsCertificateSdsSecretConfigs, &tlsv3.SdsSecretConfig{Name: c.name, SdsConfig: adsSource()})
 	}
 	if len(common.TlsCertificateSdsSecretConfigs) == 0 {
+		if gl.TLS != nil {
+			t.problems = append(t.problems, fmt.Sprintf("Gateway %s/%s listener %s: no valid certificate; its filter chain is left out", gw.Namespace, gw.Name, gl.Name))
+		}
 		return nil
 	}
 	return &corev3.TransportSocket{
 		Name:       tlsTransportSocket,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: t.toAny(&tlsv3.DownstreamTlsContext{CommonTlsContext: common})},
+	}
+}
+
+// tlsSecret is the SDS Secret of a certificateRef: its certificate chain
+// and private key inline.
+func tlsSecret(c certRef) *tlsv3.Secret {
+	return &tlsv3.Secret{
+		Name: c.name,
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.chain}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.key}},
+		}},
 	}
 }

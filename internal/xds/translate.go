@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -27,12 +28,13 @@ import (
 // bad rule does not stop the others. What was left out is in the snapshot's
 // Problems, for the logs: the inputs were validated on write, so a failure
 // is a translator bug, which the golden tests catch (they require it empty).
+// Problems also lists what the inputs themselves leave out: a Gateway
+// listener's filter chain whose certificateRefs name no valid TLS Secret.
 //
 // The error is for failures to marshal a resource, which do not happen with
 // valid UTF-8 strings.
 func Translate(in *Inputs) (*Snapshot, error) {
 	tr := translate(in)
-	tr.snap.problems = tr.dropped
 	return tr.snap, tr.err
 }
 
@@ -48,12 +50,17 @@ type translation struct {
 	meshAttached map[objKey][]meshAttachment
 	// gatewayAttached are the routes with a parentRef to each Gateway.
 	gatewayAttached map[objKey][]routeObj
+	// secrets are the Secrets by namespace and name.
+	secrets map[objKey]*corev1.Secret
 
 	snap *Snapshot
 	// dropped describes each resource or route left out because it failed
 	// validation; tests require it to be empty.
 	dropped []string
-	err     error
+	// problems describes what the inputs leave out (a listener whose
+	// certificates are missing or invalid).
+	problems []string
+	err      error
 }
 
 // objKey names an object within its kind.
@@ -86,7 +93,11 @@ func translate(in *Inputs) *translation {
 		policies:        map[objKey]*resource.BackendPolicy{},
 		meshAttached:    map[objKey][]meshAttachment{},
 		gatewayAttached: map[objKey][]routeObj{},
+		secrets:         map[objKey]*corev1.Secret{},
 		snap:            NewSnapshot(),
+	}
+	for _, s := range in.Secrets {
+		t.secrets[keyOf(s)] = s
 	}
 	for _, s := range in.Services {
 		t.services[keyOf(s)] = s
@@ -105,6 +116,7 @@ func translate(in *Inputs) *translation {
 			t.addGateway(gw)
 		}
 	}
+	t.snap.problems = append(slices.Clone(t.problems), t.dropped...)
 	return t
 }
 

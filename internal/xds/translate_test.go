@@ -27,6 +27,7 @@ var translateCases = []string{
 	"grpc-matches",
 	"http-filters",
 	"gateway",
+	"gateway-tls",
 	"missing-backend",
 }
 
@@ -64,6 +65,7 @@ func TestTranslateDeterministic(t *testing.T) {
 					HTTPRoutes:      shuffle(rng, in.HTTPRoutes),
 					GRPCRoutes:      shuffle(rng, in.GRPCRoutes),
 					Gateways:        shuffle(rng, in.Gateways),
+					Secrets:         shuffle(rng, in.Secrets),
 				}
 				snap, err := Translate(shuffled)
 				if err != nil {
@@ -171,6 +173,9 @@ func dump(t *testing.T, s *Snapshot, in *Inputs) string {
 				fmt.Fprintf(&b, "--- scope %s %s\n%s\n", scope, messageName(typ), strings.Join(names, "\n"))
 			}
 		}
+	}
+	if p := s.Problems(); len(p) > 0 {
+		fmt.Fprintf(&b, "--- problems\n%s\n", strings.Join(p, "\n"))
 	}
 	return b.String()
 }

@@ -109,7 +109,9 @@ func (w *sotwWatch) entry() *watchEntry { return &w.watchEntry }
 func contentKey(req *discovery.DiscoveryRequest, sub cache.Subscription) string {
 	names := slices.Sorted(maps.Keys(sub.SubscribedResources()))
 	scope := ""
-	if sub.IsWildcard() {
+	if sub.IsWildcard() || req.GetTypeUrl() == SecretType {
+		// What a wildcard request gets, and which Secrets a node may have,
+		// depend on the node's Gateway.
 		scope = "*" + gatewayOf(req.GetNode())
 	}
 	return req.GetTypeUrl() + "\x00" + scope + "\x00" + strings.Join(names, "\x00")
