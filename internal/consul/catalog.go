@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 
@@ -157,5 +158,26 @@ func (f *Facade) read(w http.ResponseWriter, r *http.Request, name string, answe
 		index = int64(q.Index)
 	}
 	setQueryMeta(w, index)
-	return answer(snap), nil
+	// The waiters one change wakes share the snapshot, and most ask the
+	// same question: encode each distinct answer once.
+	key := r.URL.Path + "?" + answerQuery(r)
+	if b, ok := snap.answers.Load(key); ok {
+		return b.(json.RawMessage), nil
+	}
+	b, err := encodeJSON(r, answer(snap))
+	if err != nil {
+		return nil, err
+	}
+	snap.answers.Store(key, b)
+	return b, nil
+}
+
+// answerQuery is the part of a read's query that shapes its answer: every
+// parameter but those of blocking and of the token, canonically ordered.
+func answerQuery(r *http.Request) string {
+	q := r.URL.Query()
+	for _, p := range []string{"index", "wait", "token"} {
+		q.Del(p)
+	}
+	return q.Encode()
 }

@@ -302,22 +302,28 @@ func (f *Facade) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	fmt.Fprint(w, he.msg)
 }
 
-// writeJSON answers obj as JSON, indented with ?pretty as Consul does.
+// writeJSON answers obj as JSON, indented with ?pretty as Consul does; a
+// json.RawMessage is an answer encoded already (by encodeJSON).
 func (f *Facade) writeJSON(w http.ResponseWriter, r *http.Request, obj any) {
-	var data []byte
-	var err error
-	if _, pretty := r.URL.Query()["pretty"]; pretty {
-		data, err = json.MarshalIndent(obj, "", "    ")
-		data = append(data, '\n')
-	} else {
-		data, err = json.Marshal(obj)
-	}
-	if err != nil {
-		f.writeError(w, r, err)
-		return
+	data, ok := obj.(json.RawMessage)
+	if !ok {
+		var err error
+		if data, err = encodeJSON(r, obj); err != nil {
+			f.writeError(w, r, err)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(data)
+}
+
+// encodeJSON encodes an answer to r, indented with ?pretty.
+func encodeJSON(r *http.Request, obj any) (json.RawMessage, error) {
+	if _, pretty := r.URL.Query()["pretty"]; pretty {
+		data, err := json.MarshalIndent(obj, "", "    ")
+		return append(data, '\n'), err
+	}
+	return json.Marshal(obj)
 }
 
 // namespace is the Sluice namespace a request is about: Consul Enterprise's

@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"strconv"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
@@ -20,6 +21,9 @@ type snapshot struct {
 	// listed at it or later. Every change after index may be missing, so a
 	// waiter from index misses none.
 	index int64
+	// answers holds the encoded answers made from this snapshot, by path
+	// and query (see Facade.read): json.RawMessage values.
+	answers sync.Map
 }
 
 // snapshot returns the Services and Endpoints of ns, reflecting at least
