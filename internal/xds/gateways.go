@@ -34,12 +34,19 @@ func (t *translation) addGateway(gw *gatewayv1.Gateway) {
 		if protocol != gatewayv1.HTTPProtocolType && protocol != gatewayv1.HTTPSProtocolType {
 			continue
 		}
-		ls = slices.DeleteFunc(slices.Clone(ls), func(l *gatewayv1.Listener) bool { return l.Protocol != protocol })
+		ls = slices.DeleteFunc(slices.Clone(ls), func(l *gatewayv1.Listener) bool {
+			d := t.listenerDecision(gw, l)
+			d.Supported = l.Protocol == gatewayv1.HTTPProtocolType || l.Protocol == gatewayv1.HTTPSProtocolType
+			d.Conflicted = l.Protocol != protocol
+			return d.Conflicted
+		})
 		name := gatewayName(gw.Namespace, gw.Name, port)
 		listener := t.gatewayListener(gw, name, port, ls, secrets)
 		if len(listener.FilterChains) == 0 {
-			// Envoy refuses a listener without filter chains.
+			// Envoy refuses a listener without filter chains. Routes
+			// still attach (and are counted) as the Gateway API asks.
 			t.problems = append(t.problems, fmt.Sprintf("Gateway %s/%s port %d: no listener has a valid certificate; the port is not served", gw.Namespace, gw.Name, port))
+			t.gatewayRoutes(gw, name, ls, map[string]bool{})
 			continue
 		}
 		t.add(ListenerType, name, listener)
@@ -93,14 +100,28 @@ func (t *translation) gatewayRoutes(gw *gatewayv1.Gateway, name string, ls []*ga
 		}
 		var candidates []attachedRoute
 		for _, r := range t.gatewayAttached[keyOf(gw)] {
-			if !routeAllowed(gw, l, r) || !refersTo(r, gw, l) {
+			if !refersTo(r, gw, l) {
 				continue
 			}
-			if hs := intersectHostnames(listenerHostname(l), r.hostnames()); len(hs) > 0 {
-				candidates = append(candidates, attachedRoute{route: r, hostnames: hs})
+			if !routeAllowed(gw, l, r) {
+				t.recordOutcome(r, gw, l, outcomeNotAllowed)
+				continue
+			}
+			hs := intersectHostnames(listenerHostname(l), r.hostnames())
+			if len(hs) == 0 {
+				t.recordOutcome(r, gw, l, outcomeNoHostname)
+				continue
+			}
+			candidates = append(candidates, attachedRoute{route: r, hostnames: hs})
+		}
+		accepted := acceptRoutes(candidates)
+		for _, c := range candidates {
+			if !slices.ContainsFunc(accepted, func(a attachedRoute) bool { return a.route == c.route }) {
+				t.recordOutcome(c.route, gw, l, outcomeNotAllowed)
 			}
 		}
-		for _, a := range acceptRoutes(candidates) {
+		for _, a := range accepted {
+			t.recordOutcome(a.route, gw, l, outcomeAttached)
 			if hostnames[a.route] == nil {
 				hostnames[a.route] = map[*gatewayv1.Listener][]string{}
 				attached = append(attached, a.route)
@@ -166,22 +187,22 @@ func listenerFor(host string, ls []*gatewayv1.Listener) *gatewayv1.Listener {
 	return best
 }
 
-// refersTo says whether a parentRef of r names listener l of gw: by
-// sectionName and port when they are set.
+// refersTo says whether a parentRef of r names listener l of gw.
 func refersTo(r routeObj, gw *gatewayv1.Gateway, l *gatewayv1.Listener) bool {
-	for _, ref := range r.parentRefs() {
-		ns := r.meta().GetNamespace()
-		if ref.Namespace != nil && *ref.Namespace != "" {
-			ns = string(*ref.Namespace)
-		}
-		if !isGatewayParent(ref) || string(ref.Name) != gw.Name || ns != gw.Namespace {
-			continue
-		}
-		if (ref.SectionName == nil || *ref.SectionName == l.Name) && (ref.Port == nil || *ref.Port == l.Port) {
-			return true
-		}
+	return slices.ContainsFunc(r.parentRefs(), func(ref gatewayv1.ParentReference) bool { return refSelects(r, ref, gw, l) })
+}
+
+// refSelects says whether parentRef ref of r names listener l of gw: by
+// sectionName and port when they are set.
+func refSelects(r routeObj, ref gatewayv1.ParentReference, gw *gatewayv1.Gateway, l *gatewayv1.Listener) bool {
+	ns := r.meta().GetNamespace()
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
 	}
-	return false
+	if !isGatewayParent(ref) || string(ref.Name) != gw.Name || ns != gw.Namespace {
+		return false
+	}
+	return (ref.SectionName == nil || *ref.SectionName == l.Name) && (ref.Port == nil || *ref.Port == l.Port)
 }
 
 // routeAllowed applies a listener's allowedRoutes to r. Namespaces by

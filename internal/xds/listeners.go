@@ -69,6 +69,9 @@ func (t *translation) gatewayListener(gw *gatewayv1.Gateway, name string, port i
 	l := &listenerv3.Listener{Name: name, Address: socketAddress("0.0.0.0", port)}
 	if ls[0].Protocol == gatewayv1.HTTPProtocolType {
 		l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}}
+		for _, gl := range ls {
+			t.listenerDecision(gw, gl).Programmed = true
+		}
 		return l
 	}
 	l.ListenerFilters = []*listenerv3.ListenerFilter{{
@@ -82,6 +85,7 @@ func (t *translation) gatewayListener(gw *gatewayv1.Gateway, name string, port i
 		if socket == nil {
 			continue
 		}
+		t.listenerDecision(gw, gl).Programmed = true
 		fc := &listenerv3.FilterChain{Name: string(gl.Name), Filters: []*listenerv3.Filter{hcm}, TransportSocket: socket}
 		if gl.Hostname != nil {
 			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{string(*gl.Hostname)}}
@@ -143,6 +147,8 @@ func (t *translation) tlsSocket(gw *gatewayv1.Gateway, gl *gatewayv1.Listener, s
 	for _, c := range t.certificateRefs(gw, gl) {
 		if c.problem != "" {
 			t.problems = append(t.problems, fmt.Sprintf("Gateway %s/%s listener %s: %s", gw.Namespace, gw.Name, gl.Name, c.problem))
+			d := t.listenerDecision(gw, gl)
+			d.CertificateProblems = append(d.CertificateProblems, c.problem)
 			continue
 		}
 		if !secrets[c.name] {

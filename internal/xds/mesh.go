@@ -65,6 +65,12 @@ func (t *translation) meshRoutes(svc *resource.Service, port resource.ServicePor
 		}
 	}
 	accepted := acceptRoutes(candidates)
+	for _, a := range accepted {
+		if t.decided.meshAttached[a.route] == nil {
+			t.decided.meshAttached[a.route] = map[objKey]bool{}
+		}
+		t.decided.meshAttached[a.route][keyOf(svc)] = true
+	}
 	if len(accepted) == 0 {
 		return t.validRoutes(name, []routeEntry{{routes: []*routev3.Route{t.defaultRoute(svc, port.Port, opts)}}})
 	}

@@ -60,7 +60,9 @@ type translation struct {
 	// problems describes what the inputs leave out (a listener whose
 	// certificates are missing or invalid).
 	problems []string
-	err      error
+	// decided records what Decisions are built from.
+	decided decided
+	err     error
 }
 
 // objKey names an object within its kind.
@@ -95,6 +97,11 @@ func translate(in *Inputs) *translation {
 		gatewayAttached: map[objKey][]routeObj{},
 		secrets:         map[objKey]*corev1.Secret{},
 		snap:            NewSnapshot(),
+		decided: decided{
+			listeners:    map[listenerKey]*ListenerDecision{},
+			outcomes:     map[routeObj]map[listenerKey]outcome{},
+			meshAttached: map[routeObj]map[objKey]bool{},
+		},
 	}
 	for _, s := range in.Secrets {
 		t.secrets[keyOf(s)] = s
