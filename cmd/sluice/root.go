@@ -31,6 +31,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("config", "", "config file (YAML, JSON or TOML) whose keys are flag names")
 	root.AddCommand(
 		newServerCommand(),
+		newGatewayCommand(),
 		newVersionCommand(),
 	)
 	addClientCommands(root)

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice/sluice/internal/gateway"
+)
+
+func newGatewayCommand() *cobra.Command {
+	var (
+		opts      gateway.Options
+		logLevel  string
+		logFormat string
+	)
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the L7 gateway serving a Gateway resource, configured over xDS by sluice server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			opts.Logger, opts.Version = log, version
+			g, err := gateway.New(opts)
+			if err != nil {
+				return err
+			}
+			return g.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.XDSServer, "xds-server", "127.0.0.1:18000", "host:port of sluice server's xDS (ADS) address")
+	f.StringVar(&opts.Gateway, "gateway", "", "the Gateway resource this process serves, NAMESPACE/NAME (required)")
+	f.StringVar(&opts.NodeID, "node-id", "", "xDS node id (default <namespace>-<name>-<hostname>-<pid>)")
+	f.StringVar(&opts.BindAddress, "bind-address", "0.0.0.0", "address the listeners bind on, at the ports of the Gateway's listeners")
+	f.StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:9901", "address of the admin server (/ready, /stats, /config_dump); empty disables it")
+	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 15*time.Second, "how long a removed listener, or the gateway at shutdown, waits for requests in flight")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	_ = cmd.MarkFlagRequired("gateway")
+	return cmd
+}

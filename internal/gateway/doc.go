@@ -1,0 +1,34 @@
+// Package gateway is Sluice's L7 data plane: an HTTP reverse proxy that takes
+// all of its configuration over xDS (ADS, State of the World) from a control
+// plane, exactly as Envoy would. It knows the control plane only through the
+// Envoy v3 protos: it imports no server-side package of Sluice (a test over
+// `go list -deps` keeps it so).
+//
+// # Model
+//
+// The xDS client (xds.go) keeps, per type, the last resources it accepted.
+// Every response is parsed into Go values (parse.go); a response that does
+// not parse, or that cannot be applied (a listener port that cannot be
+// bound), is NACKed with the reason and changes nothing. An accepted one is
+// ACKed and linked with the others into a new immutable Config
+// (config.go): listeners → virtual hosts → routes → weighted clusters →
+// endpoints. The Config is swapped atomically; a request reads it once when
+// it arrives and uses that Config to its end, so a change never shows a
+// request half of a config.
+//
+// Listeners (listeners.go) are bound on the bind address at the ports of
+// the LDS listeners, serving HTTP/1.1 and h2c. A request picks a virtual
+// host by its Host header (exact, then the longest wildcard, then "*"), the
+// first route whose match holds, and runs that route's action (proxy.go):
+// a direct response, a redirect, or a forward to a cluster chosen by weight,
+// with header modifiers, rewrites, mirrors, a timeout and retries. Upstreams
+// (upstream.go) keep a pooled transport per cluster across config swaps and
+// pick endpoints by smooth weighted round-robin.
+//
+// The admin server (admin.go) serves /ready, /stats (Prometheus) and
+// /config_dump (the xDS resources in force, as JSON).
+//
+// It does not own the translation of Sluice resources to xDS (the server's
+// internal/xds), nor TLS termination, least-request or ring-hash balancing,
+// outlier detection, circuit breaking or active health checks yet.
+package gateway

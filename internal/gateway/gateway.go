@@ -1,0 +1,207 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// GatewayMetadataKey is the node metadata field naming the Gateway
+// ("namespace/name") the gateway serves: the control plane scopes the
+// wildcard subscriptions of the node to that Gateway's resources.
+const GatewayMetadataKey = "sluice.io/gateway"
+
+// Options configure a Gateway.
+type Options struct {
+	// XDSServer is the host:port of the control plane's ADS server.
+	XDSServer string
+	// Gateway is the Gateway resource served, "namespace/name".
+	Gateway string
+	// NodeID is the xDS node id; empty for "<ns>-<name>-<host>-<pid>".
+	NodeID string
+	// BindAddress is the address listeners bind on, at their ports.
+	BindAddress string
+	// AdminAddr is the admin server's address; "" disables it.
+	AdminAddr string
+	// DrainTimeout bounds how long a removed listener, or the gateway at
+	// shutdown, waits for requests in flight.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	// Version is reported to the control plane as the node's user agent
+	// version.
+	Version string
+}
+
+// Gateway is the data plane: an xDS client, the listeners and upstreams it
+// configures, and an admin server.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	node    *corev3.Node
+	metrics *metrics
+
+	cfg        atomic.Pointer[Config]
+	transports *transports
+	listeners  *listeners
+
+	mu    sync.Mutex // guards state
+	state *state
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	started   chan struct{}
+	adminAddr string // set before started is closed
+
+	// bg runs the mirrored requests, until bgCtx ends.
+	bg    sync.WaitGroup
+	bgCtx context.Context
+}
+
+// New checks the options and returns a Gateway; Run starts it.
+func New(opts Options) (*Gateway, error) {
+	ns, name, ok := strings.Cut(opts.Gateway, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("gateway: --gateway %q: want NAMESPACE/NAME", opts.Gateway)
+	}
+	if opts.XDSServer == "" {
+		return nil, errors.New("gateway: --xds-server is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 15 * time.Second
+	}
+	if opts.NodeID == "" {
+		host, _ := os.Hostname()
+		opts.NodeID = fmt.Sprintf("%s-%s-%s-%d", ns, name, host, os.Getpid())
+	}
+	md, err := structpb.NewStruct(map[string]any{GatewayMetadataKey: opts.Gateway})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: node metadata: %w", err)
+	}
+	g := &Gateway{
+		opts: opts,
+		log:  opts.Logger,
+		node: &corev3.Node{
+			Id:                   opts.NodeID,
+			Cluster:              opts.Gateway,
+			Metadata:             md,
+			UserAgentName:        "sluice-gateway",
+			UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: opts.Version},
+		},
+		metrics:    newMetrics(),
+		transports: newTransports(),
+		state:      newState(),
+		ready:      make(chan struct{}),
+		started:    make(chan struct{}),
+	}
+	g.listeners = newListeners(opts.BindAddress, opts.DrainTimeout, g.log, g.handler)
+	return g, nil
+}
+
+// NodeID is the gateway's xDS node id.
+func (g *Gateway) NodeID() string { return g.opts.NodeID }
+
+// Ready is closed once a first complete config with a listener is in force.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Started is closed once the admin server is bound.
+func (g *Gateway) Started() <-chan struct{} { return g.started }
+
+// AdminAddr is the admin server's bound address, once Started.
+func (g *Gateway) AdminAddr() string { return g.adminAddr }
+
+// ListenerAddrs are the bound listener addresses by port.
+func (g *Gateway) ListenerAddrs() map[int]string { return g.listeners.addrs() }
+
+// Config is the config in force, nil before the first.
+func (g *Gateway) Config() *Config { return g.cfg.Load() }
+
+// Run serves until ctx ends, then drains the listeners.
+func (g *Gateway) Run(ctx context.Context) error {
+	var admin *http.Server
+	if g.opts.AdminAddr != "" {
+		ln, err := net.Listen("tcp", g.opts.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("gateway: admin server: %w", err)
+		}
+		g.adminAddr = ln.Addr().String()
+		admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go admin.Serve(ln)
+		g.log.Info("admin server listening", "addr", g.adminAddr)
+	}
+	close(g.started)
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	g.bgCtx = bgCtx
+
+	g.log.Info("gateway starting", "gateway", g.opts.Gateway, "node", g.opts.NodeID, "xds_server", g.opts.XDSServer)
+	client := newXDSClient(g.opts.XDSServer, g.node, g.log, g.update, g.metrics)
+	err := client.run(ctx)
+
+	g.listeners.close()
+	bgCancel()
+	g.bg.Wait()
+	g.transports.closeAll()
+	if admin != nil {
+		admin.Close()
+	}
+	return err
+}
+
+// update applies the resources of one xDS response: it parses them,
+// binds the ports of new listeners, builds the new Config and swaps it in.
+// An error leaves everything as it was.
+func (g *Gateway) update(typeURL, version string, resources []*anypb.Any) (map[string][]string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if v, ok := g.state.versions[typeURL]; ok && v == version && version != "" {
+		// A resync of what is in force: nothing to do.
+		return g.state.subscriptions(), nil
+	}
+	next, err := g.state.with(typeURL, version, resources)
+	if err != nil {
+		return nil, err
+	}
+	cfg := next.build()
+	if typeURL == ListenerType {
+		ports := slices.Sorted(maps.Keys(cfg.Listeners))
+		if err := g.listeners.bindNew(ports); err != nil {
+			return nil, err
+		}
+	}
+	g.state = next
+	g.cfg.Store(cfg)
+	if typeURL == ListenerType {
+		keep := map[int]bool{}
+		for port := range cfg.Listeners {
+			keep[port] = true
+		}
+		g.listeners.keepOnly(keep)
+	}
+	if typeURL == ClusterType {
+		g.transports.prune(cfg)
+	}
+	g.log.Debug("config applied", "type", typeNames[typeURL], "version", version, "config", cfg.describe(), "complete", cfg.Complete)
+	if cfg.Complete && len(cfg.Listeners) > 0 {
+		g.readyOnce.Do(func() {
+			g.log.Info("first complete config applied", "config", cfg.describe())
+			close(g.ready)
+		})
+	}
+	return next.subscriptions(), nil
+}

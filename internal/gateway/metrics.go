@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus metrics, in a registry of its own.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	updates  *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_requests_total",
+			Help: "Requests served, by listener, route, cluster and status class (2xx, 4xx, ...).",
+		}, []string{"listener", "route", "cluster", "code_class"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_gateway_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its response, by route and cluster.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "cluster"}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_xds_updates_total",
+			Help: "xDS responses received, by type (LDS, RDS, CDS, EDS, SDS) and result (ack, nack).",
+		}, []string{"type", "result"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.updates)
+	return m
+}
+
+func (m *metrics) observe(r *request, status int, took time.Duration) {
+	if status == 0 {
+		status = 200
+	}
+	class := strconv.Itoa(status/100) + "xx"
+	m.requests.WithLabelValues(r.listener, r.route, r.cluster, class).Inc()
+	m.latency.WithLabelValues(r.route, r.cluster).Observe(took.Seconds())
+}

@@ -1,0 +1,471 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// maxBufferedBody is the largest request body the gateway holds to retry or
+// mirror a request; a larger (or streamed) one is forwarded once and not
+// mirrored.
+const maxBufferedBody = 1 << 20
+
+// StatusError is an error the gateway answers with a status of its own.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Msg) }
+
+var (
+	errNoConfig    = &StatusError{http.StatusServiceUnavailable, "no configuration yet"}
+	errNoRoute     = &StatusError{http.StatusNotFound, "no route"}
+	errNoEndpoints = &StatusError{http.StatusServiceUnavailable, "no healthy upstream"}
+	errPerTry      = &StatusError{http.StatusGatewayTimeout, "upstream per-try timeout"}
+	errTimeout     = &StatusError{http.StatusGatewayTimeout, "upstream request timeout"}
+)
+
+// writeError is the one place an error becomes a response.
+func writeError(w http.ResponseWriter, r *http.Request, err error, log *slog.Logger) {
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+	case r.Context().Err() != nil:
+		se = &StatusError{499, "client closed the request"}
+	default:
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			se = &StatusError{http.StatusServiceUnavailable, "upstream connect error"}
+		} else {
+			se = &StatusError{http.StatusBadGateway, "upstream error"}
+		}
+		log.Debug("upstream error", "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(se.Code)
+	io.WriteString(w, se.Msg+"\n")
+}
+
+// request is what a request learned on its way, for its metrics.
+type request struct {
+	listener, route, cluster string
+}
+
+// handler serves one listener port.
+func (g *Gateway) handler(port int) http.Handler {
+	name := strconv.Itoa(port)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		cfg := g.cfg.Load()
+		rec := &recorder{ResponseWriter: w}
+		info := &request{listener: name}
+		if err := g.serve(rec, r, cfg, port, info); err != nil {
+			writeError(rec, r, err, g.log)
+		}
+		g.metrics.observe(info, rec.status, time.Since(start))
+	})
+}
+
+// serve runs a request through one config: virtual host, route, action.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, cfg *Config, port int, info *request) error {
+	if cfg == nil {
+		return errNoConfig
+	}
+	l := cfg.Listeners[port]
+	if l == nil || l.Routes == nil {
+		return errNoRoute
+	}
+	info.listener = l.Name
+	host := stripPort(r.Host)
+	vh := l.Routes.VirtualHost(host)
+	if vh == nil {
+		return errNoRoute
+	}
+	route := vh.Route(r, host)
+	if route == nil {
+		return errNoRoute
+	}
+	info.route = route.Name
+	mods := []HeaderMods{l.Routes.Headers, vh.Headers, route.Headers}
+	switch {
+	case route.Direct != nil:
+		applyResponse(w.Header(), mods)
+		if route.Direct.Body != "" {
+			w.Header().Set("Content-Type", "text/plain")
+		}
+		w.WriteHeader(route.Direct.Status)
+		io.WriteString(w, route.Direct.Body)
+		return nil
+	case route.Redirect != nil:
+		applyResponse(w.Header(), mods)
+		w.Header().Set("Location", redirectLocation(route, r, host))
+		w.WriteHeader(route.Redirect.Status)
+		return nil
+	default:
+		return g.forward(w, r, cfg, route, mods, info)
+	}
+}
+
+func applyResponse(h http.Header, mods []HeaderMods) {
+	for _, m := range mods {
+		m.Response.Apply(h)
+	}
+}
+
+func stripPort(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}
+
+// rewritePrefix replaces the part of path a route's prefix match matched.
+func rewritePrefix(m *Match, path, repl string) string {
+	switch m.PathKind {
+	case PathPrefix, PathSeparatedPrefix:
+		if len(path) >= len(m.Path) {
+			return repl + path[len(m.Path):]
+		}
+	}
+	return repl
+}
+
+// redirectLocation is where a redirect route sends a request.
+func redirectLocation(route *Route, r *http.Request, host string) string {
+	rd := route.Redirect
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	port := ""
+	if _, p, err := net.SplitHostPort(r.Host); err == nil {
+		port = p
+	}
+	if rd.Scheme != "" && rd.Scheme != scheme {
+		scheme, port = rd.Scheme, ""
+	}
+	if rd.Host != "" {
+		host = rd.Host
+	}
+	if rd.Port != 0 {
+		port = strconv.Itoa(rd.Port)
+	}
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	path := r.URL.Path
+	switch {
+	case rd.Path != nil:
+		path = *rd.Path
+	case rd.PrefixRewrite != nil:
+		path = rewritePrefix(&route.Match, path, *rd.PrefixRewrite)
+	case rd.RegexRewrite != nil:
+		path = rd.RegexRewrite.Apply(path)
+	}
+	loc := scheme + "://" + host
+	if port != "" {
+		loc = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	loc += path
+	if !rd.StripQuery && r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
+	return loc
+}
+
+// pickCluster picks one of a forward's clusters at random by weight.
+func pickCluster(f *Forward) *WeightedCluster {
+	if len(f.Clusters) == 1 {
+		return &f.Clusters[0]
+	}
+	n := rand.Uint32N(f.TotalWeight)
+	for i := range f.Clusters {
+		if n < f.Clusters[i].Weight {
+			return &f.Clusters[i]
+		}
+		n -= f.Clusters[i].Weight
+	}
+	return &f.Clusters[len(f.Clusters)-1]
+}
+
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+}
+
+// forward proxies a request to a cluster of the route.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, route *Route, mods []HeaderMods, info *request) error {
+	f := route.Forward
+	wc := pickCluster(f)
+	info.cluster = wc.Name
+	c := cfg.Clusters[wc.Name]
+	if c == nil {
+		return &StatusError{f.NotFoundStatus, "cluster not found"}
+	}
+	if len(c.Endpoints) == 0 {
+		return errNoEndpoints
+	}
+	mods = append(mods, wc.Headers)
+	path := r.URL.Path
+	switch {
+	case f.PrefixRewrite != nil:
+		path = rewritePrefix(&route.Match, path, *f.PrefixRewrite)
+	case f.RegexRewrite != nil:
+		path = f.RegexRewrite.Apply(path)
+	}
+	host := r.Host
+	if wc.HostRewrite != "" {
+		host = wc.HostRewrite
+	} else if f.HostRewrite != "" {
+		host = f.HostRewrite
+	}
+
+	// Hold the body when a retry or a mirror needs it again.
+	var mirrors []Mirror
+	for _, m := range f.Mirrors {
+		if m.Fraction >= 1 || rand.Float64() < m.Fraction {
+			mirrors = append(mirrors, m)
+		}
+	}
+	var body []byte
+	buffered := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && !isUpgrade(r) {
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r.Body, maxBufferedBody)); err != nil {
+			return &StatusError{http.StatusBadRequest, "reading the request body"}
+		}
+		buffered = true
+	}
+
+	ctx := r.Context()
+	if f.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, f.Timeout, errTimeout)
+		defer cancel()
+	}
+	if buffered {
+		for _, m := range mirrors {
+			g.mirror(cfg, m, r, body, path, host, mods)
+		}
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = c.Name
+			pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			pr.SetXForwarded()
+			for _, m := range mods {
+				m.Request.Apply(pr.Out.Header)
+			}
+			pr.Out.Host = host
+			if buffered && body != nil {
+				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
+				pr.Out.ContentLength = int64(len(body))
+			}
+		},
+		Transport: &upstream{
+			t:        g.transports.get(c),
+			cluster:  c,
+			retry:    f.Retry,
+			body:     body,
+			buffered: buffered && !isUpgrade(r),
+		},
+		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			applyResponse(resp.Header, mods)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if cause := context.Cause(r.Context()); errors.Is(cause, errTimeout) {
+				err = errTimeout
+			}
+			writeError(w, r, err, g.log)
+		},
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	rp.ServeHTTP(w, r.WithContext(ctx))
+	return nil
+}
+
+// upstream is the RoundTripper of one forward: it picks an endpoint of the
+// cluster for each attempt, and retries by the route's policy.
+type upstream struct {
+	t        *http.Transport
+	cluster  *Cluster
+	retry    *RetryPolicy
+	body     []byte
+	buffered bool
+}
+
+func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	tries := 1
+	if u.retry != nil && u.buffered {
+		tries += u.retry.NumRetries
+	}
+	tried := map[string]bool{}
+	delay := time.Duration(0)
+	for i := 0; ; i++ {
+		last := i == tries-1
+		if i > 0 {
+			if u.retry.BaseDelay > 0 {
+				delay = min(max(delay*2, u.retry.BaseDelay), u.retry.MaxDelay)
+				jittered := time.Duration(rand.Int64N(int64(delay)) + 1)
+				select {
+				case <-time.After(jittered):
+				case <-req.Context().Done():
+					return nil, context.Cause(req.Context())
+				}
+			}
+		}
+		addr, ok := u.cluster.balancer.pick(tried)
+		if !ok {
+			return nil, errNoEndpoints
+		}
+		tried[addr] = true
+		ctx, cancel := context.WithCancel(req.Context())
+		out := req.Clone(ctx)
+		out.URL.Host = addr
+		if u.buffered && u.body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(u.body))
+		}
+		var timedOut atomic.Bool
+		var timer *time.Timer
+		if u.retry != nil && u.retry.PerTry > 0 {
+			timer = time.AfterFunc(u.retry.PerTry, func() {
+				timedOut.Store(true)
+				cancel()
+			})
+		}
+		resp, err := u.t.RoundTrip(out)
+		if timer != nil {
+			timer.Stop()
+		}
+		if err != nil {
+			cancel()
+			if timedOut.Load() {
+				err = errPerTry
+			}
+			if !last && req.Context().Err() == nil && u.retry.retriableError(timedOut.Load()) {
+				continue
+			}
+			return nil, err
+		}
+		if !last && u.retry.retriableStatus(resp.StatusCode) {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			cancel()
+			continue
+		}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		return resp, nil
+	}
+}
+
+// cancelOnClose ends an attempt's context with its response body. It
+// writes through to the body too: the body of a 101 response is the
+// upgraded connection, which ReverseProxy writes to.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Write(p []byte) (int, error) {
+	w, ok := c.ReadCloser.(io.Writer)
+	if !ok {
+		return 0, errors.New("gateway: the response body is not writable")
+	}
+	return w.Write(p)
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// hopHeaders are the hop-by-hop headers a mirrored request leaves out.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// mirror sends a copy of a request to a cluster and forgets the answer.
+// Its Host gets "-shadow" appended, as Envoy does.
+func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, path, host string, mods []HeaderMods) {
+	c := cfg.Clusters[m.Cluster]
+	if c == nil {
+		return
+	}
+	addr, ok := c.balancer.pick(nil)
+	if !ok {
+		return
+	}
+	h := r.Header.Clone()
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+	for _, mod := range mods {
+		mod.Request.Apply(h)
+	}
+	t := g.transports.get(c)
+	g.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(g.bgCtx, 30*time.Second)
+		defer cancel()
+		u := *r.URL
+		u.Scheme, u.Host, u.Path, u.RawPath = "http", addr, path, ""
+		req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header = h
+		req.Host = stripPort(host) + "-shadow"
+		resp, err := t.RoundTrip(req)
+		if err != nil {
+			g.log.Debug("mirror failed", "cluster", m.Cluster, "err", err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	})
+}
+
+// recorder remembers the status a response was written with.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 || r.status < 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush lets streamed responses through.
+func (r *recorder) Flush() {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection (upgrades).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

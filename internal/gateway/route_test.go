@@ -1,0 +1,185 @@
+package gateway
+
+import (
+	"math"
+	"net/http/httptest"
+	"testing"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// routesJSON is a RouteConfiguration in the shape sluice server sends a
+// gateway (internal/xds/testdata/*.golden).
+const routesJSON = `{
+  "name": "default/gw:80",
+  "virtualHosts": [
+    {"name": "exact.example.com", "domains": ["exact.example.com"], "routes": [
+      {"name": "exact-host", "match": {"prefix": "/"}, "route": {"cluster": "b.default"}}]},
+    {"name": "*.example.com", "domains": ["*.example.com"], "routes": [
+      {"name": "wild-host", "match": {"prefix": "/"}, "route": {"cluster": "b.default"}}]},
+    {"name": "*", "domains": ["*"], "routes": [
+      {"name": "exact", "match": {"path": "/a/exact"}, "route": {"cluster": "a.default"}},
+      {"name": "regex", "match": {"safeRegex": {"regex": "/a/[0-9]+"}}, "route": {"cluster": "a.default"}},
+      {"name": "post", "match": {"pathSeparatedPrefix": "/a", "headers": [{"name": ":method", "stringMatch": {"exact": "POST"}}]}, "route": {"cluster": "a.default"}},
+      {"name": "header", "match": {"pathSeparatedPrefix": "/a", "headers": [{"name": "x-env", "stringMatch": {"safeRegex": {"regex": "prod-[0-9]+"}}}]}, "route": {"cluster": "a.default"}},
+      {"name": "query", "match": {"pathSeparatedPrefix": "/a", "queryParameters": [{"name": "v", "stringMatch": {"exact": "2"}}]}, "route": {"cluster": "a.default"}},
+      {"name": "prefix", "match": {"pathSeparatedPrefix": "/a"}, "route": {"cluster": "a.default", "prefixRewrite": "/b"}},
+      {"name": "moved", "match": {"pathSeparatedPrefix": "/moved"}, "redirect": {"schemeRedirect": "https", "hostRedirect": "new.example.com", "portRedirect": 443}},
+      {"name": "gone", "match": {"pathSeparatedPrefix": "/gone"}, "redirect": {"regexRewrite": {"pattern": {"regex": "^/gone/*"}, "substitution": "/"}, "responseCode": "SEE_OTHER"}},
+      {"name": "direct", "match": {"pathSeparatedPrefix": "/drained"}, "directResponse": {"status": 500}}
+    ]}
+  ]
+}`
+
+func parseRoutesJSON(t *testing.T) *RouteTable {
+	t.Helper()
+	var rc routev3.RouteConfiguration
+	if err := protojson.Unmarshal([]byte(routesJSON), &rc); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := parseRoutes(&rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func TestRouteMatching(t *testing.T) {
+	rt := parseRoutesJSON(t)
+	for _, tc := range []struct {
+		method, target, host string
+		header               map[string]string
+		want                 string
+	}{
+		{"GET", "/a/exact", "x", nil, "exact"},
+		{"GET", "/a/12", "x", nil, "regex"},
+		{"GET", "/a/12x", "x", nil, "prefix"},
+		{"POST", "/a/x", "x", nil, "post"},
+		{"GET", "/a/x", "x", map[string]string{"X-Env": "prod-1"}, "header"},
+		{"GET", "/a/x", "x", map[string]string{"X-Env": "prod-x"}, "prefix"},
+		{"GET", "/a/x?v=2", "x", nil, "query"},
+		{"GET", "/a", "x", nil, "prefix"},
+		{"GET", "/ab", "x", nil, ""},
+		{"GET", "/anything", "exact.example.com", nil, "exact-host"},
+		{"GET", "/anything", "EXACT.example.com", nil, "exact-host"},
+		{"GET", "/anything", "a.b.example.com", nil, "wild-host"},
+		{"GET", "/a/exact", "example.com", nil, "exact"},
+	} {
+		t.Run(tc.method+" "+tc.host+tc.target, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, tc.target, nil)
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			vh := rt.VirtualHost(tc.host)
+			got := ""
+			if vh != nil {
+				if route := vh.Route(r, tc.host); route != nil {
+					got = route.Name
+				}
+			}
+			if got != tc.want {
+				t.Errorf("route %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRewritesAndRedirects(t *testing.T) {
+	rt := parseRoutesJSON(t)
+	vh := rt.VirtualHost("x")
+	find := func(name string) *Route {
+		for _, r := range vh.Routes {
+			if r.Name == name {
+				return r
+			}
+		}
+		t.Fatalf("no route %s", name)
+		return nil
+	}
+	prefix := find("prefix")
+	if got := rewritePrefix(&prefix.Match, "/a/x/y", *prefix.Forward.PrefixRewrite); got != "/b/x/y" {
+		t.Errorf("prefix rewrite of /a/x/y: %q, want /b/x/y", got)
+	}
+	for _, tc := range []struct {
+		route, target, host, want string
+		status                    int
+	}{
+		{"moved", "/moved/x?q=1", "gw.example.com:8080", "https://new.example.com/moved/x?q=1", 301},
+		{"gone", "/gone/a/b", "gw.example.com:8080", "http://gw.example.com:8080/a/b", 303},
+	} {
+		r := httptest.NewRequest("GET", tc.target, nil)
+		r.Host = tc.host
+		route := find(tc.route)
+		if got := redirectLocation(route, r, stripPort(tc.host)); got != tc.want {
+			t.Errorf("%s: Location %q, want %q", tc.route, got, tc.want)
+		}
+		if route.Redirect.Status != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.route, route.Redirect.Status, tc.status)
+		}
+	}
+	if d := find("direct").Direct; d == nil || d.Status != 500 {
+		t.Errorf("direct response: %+v, want status 500", d)
+	}
+}
+
+func TestInvalidRoutesAreRefused(t *testing.T) {
+	rc := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "*", Domains: []string{"*"},
+		Routes: []*routev3.Route{{
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/a(?=b)"}}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}},
+		}},
+	}}}
+	if _, err := parseRoutes(rc); err == nil {
+		t.Error("a regex RE2 does not take was accepted")
+	}
+}
+
+func TestBalancerWeights(t *testing.T) {
+	b := newBalancer([]Endpoint{{Addr: "a", Weight: 3}, {Addr: "b", Weight: 1}})
+	counts := map[string]int{}
+	for range 400 {
+		addr, _ := b.pick(nil)
+		counts[addr]++
+	}
+	if counts["a"] != 300 || counts["b"] != 100 {
+		t.Errorf("picks %v, want a 300, b 100", counts)
+	}
+	if addr, _ := b.pick(map[string]bool{"a": true}); addr != "b" {
+		t.Errorf("pick avoiding a: %s", addr)
+	}
+	if _, ok := newBalancer(nil).pick(nil); ok {
+		t.Error("an empty cluster picked an endpoint")
+	}
+}
+
+func TestLocalityWeights(t *testing.T) {
+	const cla = `{"clusterName": "c", "endpoints": [
+	  {"locality": {"zone": "a"}, "loadBalancingWeight": 3, "lbEndpoints": [
+	    {"endpoint": {"address": {"socketAddress": {"address": "10.0.0.1", "portValue": 80}}}, "loadBalancingWeight": 1},
+	    {"endpoint": {"address": {"socketAddress": {"address": "10.0.0.2", "portValue": 80}}}, "loadBalancingWeight": 2}]},
+	  {"locality": {"zone": "b"}, "loadBalancingWeight": 1, "lbEndpoints": [
+	    {"endpoint": {"address": {"socketAddress": {"address": "10.0.0.3", "portValue": 80}}}, "loadBalancingWeight": 1}]}]}`
+	var m = new(endpointAssignment)
+	if err := protojson.Unmarshal([]byte(cla), m); err != nil {
+		t.Fatal(err)
+	}
+	eps, err := parseEndpoints(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"10.0.0.1:80": 1, "10.0.0.2:80": 2, "10.0.0.3:80": 1}
+	for _, e := range eps {
+		if math.Abs(e.Weight-want[e.Addr]) > 1e-9 {
+			t.Errorf("%s: weight %v, want %v", e.Addr, e.Weight, want[e.Addr])
+		}
+	}
+	if len(eps) != 3 {
+		t.Errorf("%d endpoints, want 3", len(eps))
+	}
+}
+
+type endpointAssignment = endpointv3.ClusterLoadAssignment

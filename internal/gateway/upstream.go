@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// balancer picks endpoints by smooth weighted round-robin (nginx's): every
+// pick adds each endpoint's weight to its credit and takes the endpoint
+// with the most, which then pays the total. Picks interleave in proportion
+// to the weights.
+type balancer struct {
+	mu     sync.Mutex // guards credit
+	eps    []Endpoint
+	credit []float64
+	total  float64
+}
+
+func newBalancer(eps []Endpoint) *balancer {
+	b := &balancer{eps: eps, credit: make([]float64, len(eps))}
+	for _, e := range eps {
+		b.total += e.Weight
+	}
+	return b
+}
+
+// pick returns an endpoint address, avoiding the ones in skip when there is
+// another; false when the cluster has no endpoints.
+func (b *balancer) pick(skip map[string]bool) (string, bool) {
+	if len(b.eps) == 0 {
+		return "", false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	best := -1
+	for i, e := range b.eps {
+		b.credit[i] += e.Weight
+		if skip[e.Addr] && len(skip) < len(b.eps) {
+			continue
+		}
+		if best < 0 || b.credit[i] > b.credit[best] {
+			best = i
+		}
+	}
+	if best < 0 {
+		best = 0
+	}
+	b.credit[best] -= b.total
+	return b.eps[best].Addr, true
+}
+
+// transports keeps one pooled transport per cluster and protocol, across
+// config swaps, so a new config does not drop the connections upstream.
+type transports struct {
+	mu sync.Mutex // guards byKey
+	// byKey is by cluster name, with "|h2" for HTTP/2 clusters.
+	byKey map[string]*http.Transport
+}
+
+func newTransports() *transports {
+	return &transports{byKey: map[string]*http.Transport{}}
+}
+
+func (ts *transports) get(c *Cluster) *http.Transport {
+	key := c.Name
+	if c.HTTP2 {
+		key += "|h2"
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t, ok := ts.byKey[key]; ok {
+		return t
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:           d.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+	if c.HTTP2 {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
+	ts.byKey[key] = t
+	return t
+}
+
+// prune closes the idle connections of the transports of clusters cfg no
+// longer has and forgets them (requests in flight keep theirs).
+func (ts *transports) prune(cfg *Config) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for key, t := range ts.byKey {
+		name, h2 := key, false
+		if len(key) > 3 && key[len(key)-3:] == "|h2" {
+			name, h2 = key[:len(key)-3], true
+		}
+		if c, ok := cfg.Clusters[name]; !ok || c.HTTP2 != h2 {
+			t.CloseIdleConnections()
+			delete(ts.byKey, key)
+		}
+	}
+}
+
+func (ts *transports) closeAll() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for key, t := range ts.byKey {
+		t.CloseIdleConnections()
+		delete(ts.byKey, key)
+	}
+}
