@@ -23,6 +23,7 @@ import (
 	"github.com/sluice/sluice/internal/apiserver"
 	"github.com/sluice/sluice/internal/auth"
 	"github.com/sluice/sluice/internal/consul"
+	"github.com/sluice/sluice/internal/gatewaystatus"
 	"github.com/sluice/sluice/internal/informer"
 	"github.com/sluice/sluice/internal/kv"
 	"github.com/sluice/sluice/internal/registry"
@@ -231,6 +232,9 @@ func (s *Server) Run(ctx context.Context) error {
 	translator := xds.NewController(sources, ads.Cache, xds.ControllerOptions{
 		Logger: xdsLog, Window: cfg.XDSDebounceWindow, MaxDelay: cfg.XDSDebounceMaxDelay,
 	})
+	routeStatus := gatewaystatus.New(st, gatewaystatus.Sources(func(k *resource.Kind) informer.Source {
+		return informer.NewStoreSource(st, k, informer.Scope{})
+	}), gatewaystatus.Options{Logger: s.log.With("component", "gatewaystatus"), Registerer: reg})
 	health := registry.New(st, registry.Options{
 		ReplicaID: members.Self().ID, SessionTTL: cfg.RegistryLeaseTTL,
 		Logger: s.log.With("component", "registry"), Registerer: reg,
@@ -268,6 +272,11 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() {
 		if err := translator.Run(bg); err != nil {
 			s.log.Error("xds translation stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := routeStatus.Run(bg); err != nil {
+			s.log.Error("gateway status stopped", "err", err)
 		}
 	})
 	wg.Go(func() {

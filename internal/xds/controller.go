@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/tools/cache"
-
 	"github.com/sluice/sluice/internal/informer"
 	"github.com/sluice/sluice/internal/resource"
 )
@@ -86,24 +84,14 @@ func InputSources(newSource func(*resource.Kind) informer.Source) []informer.Sou
 
 // Run builds snapshots until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.changed() },
-		UpdateFunc: func(any, any) { c.changed() },
-		DeleteFunc: func(any) { c.changed() },
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	synced := make([]cache.InformerSynced, 0, len(c.informers))
-	for _, inf := range c.informers {
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("xds: watch %s: %w", inf.Kind(), err)
+	if ok, err := informer.RunGroup(ctx, &wg, c.informers, c.changed); !ok || err != nil {
+		if err != nil {
+			return fmt.Errorf("xds: %w", err)
 		}
-		wg.Go(func() { inf.Run(ctx) })
-		synced = append(synced, inf.HasSynced)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil
 	}
 	c.build()
@@ -184,10 +172,6 @@ func (c *Controller) build() {
 // inputs reads every input kind from the informers' caches.
 func (c *Controller) inputs() *Inputs {
 	in := &Inputs{}
-	for _, inf := range c.informers {
-		for _, o := range inf.List("") {
-			in.Add(o)
-		}
-	}
+	informer.ListAll(c.informers, in.Add)
 	return in
 }
