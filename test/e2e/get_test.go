@@ -54,6 +54,10 @@ func TestGet(t *testing.T) {
 	eventually(t, "greeter-3's health check to fail", func() bool {
 		return strings.Contains(c.ok("get", "ep", "greeter-3"), " unhealthy ")
 	})
+	// The server writes the Gateway's status (PROGRAMMED in the wide table).
+	eventually(t, "the edge Gateway's status", func() bool {
+		return strings.Contains(c.ok("get", "gw", "edge", "-o", "wide"), " True ")
+	})
 
 	t.Run("tables", func(t *testing.T) {
 		for _, kind := range exampleKinds {
@@ -80,7 +84,7 @@ func TestGet(t *testing.T) {
 				}
 			}
 		}
-		c.fail([]string{"get", "widgets"}, `unknown kind "widgets"; the server serves backendpolicies (bp), endpoints (ep), gateways (gw), grpcroutes, httproutes, services (svc)`)
+		c.fail([]string{"get", "widgets"}, `unknown kind "widgets"; the server serves backendpolicies (bp), endpoints (ep), gateways (gw), grpcroutes, httproutes, secrets, services (svc)`)
 	})
 
 	t.Run("json", func(t *testing.T) {
@@ -227,8 +231,11 @@ func TestGet(t *testing.T) {
 	})
 
 	t.Run("completion", func(t *testing.T) {
-		if got := completions(t, c, "get", ""); !reflect.DeepEqual(got, exampleKindsSorted()) {
-			t.Errorf("completion of KIND = %v, want %v", got, exampleKindsSorted())
+		// Every served kind: those of the examples, and Secrets.
+		served := append(exampleKindsSorted(), "secrets")
+		slices.Sort(served)
+		if got := completions(t, c, "get", ""); !reflect.DeepEqual(got, served) {
+			t.Errorf("completion of KIND = %v, want %v", got, served)
 		}
 		if got := completions(t, c, "describe", "ep", "greeter-"); !reflect.DeepEqual(got, []string{"greeter-1", "greeter-2", "greeter-3"}) {
 			t.Errorf("completion of an Endpoint NAME = %v", got)
