@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -96,8 +97,8 @@ type listenerKey struct {
 // decided records, while translating, what the decisions are built from.
 type decided struct {
 	listeners map[listenerKey]*ListenerDecision
-	// outcomes[r][l] is what became of route r on listener l.
-	outcomes map[routeObj]map[listenerKey]outcome
+	// outcomes[r][l] is what became of route r on listener l, and why.
+	outcomes map[routeObj]map[listenerKey]outcomeWhy
 	// meshAttached[r] holds the Services r attached to.
 	meshAttached map[routeObj]map[objKey]bool
 }
@@ -112,16 +113,22 @@ func (t *translation) listenerDecision(gw *gatewayv1.Gateway, l *gatewayv1.Liste
 	return d
 }
 
+// outcomeWhy is an outcome and, when the route did not attach, why.
+type outcomeWhy struct {
+	outcome outcome
+	why     string
+}
+
 // recordOutcome keeps the best outcome of route r on listener l of gw.
-func (t *translation) recordOutcome(r routeObj, gw *gatewayv1.Gateway, l *gatewayv1.Listener, o outcome) {
+func (t *translation) recordOutcome(r routeObj, gw *gatewayv1.Gateway, l *gatewayv1.Listener, o outcome, why string) {
 	m := t.decided.outcomes[r]
 	if m == nil {
-		m = map[listenerKey]outcome{}
+		m = map[listenerKey]outcomeWhy{}
 		t.decided.outcomes[r] = m
 	}
 	k := listenerKey{keyOf(gw), l.Name}
-	if o > m[k] {
-		m[k] = o
+	if o > m[k].outcome {
+		m[k] = outcomeWhy{o, why}
 	}
 	if o == outcomeAttached {
 		t.listenerDecision(gw, l).AttachedRoutes++
@@ -192,7 +199,7 @@ func (t *translation) parentDecision(r routeObj, ref gatewayv1.ParentReference, 
 			return ParentDecision{}, false
 		}
 		best, selected := outcome(0), 0
-		var attached []string
+		var attached, whys []string
 		for i := range gw.Spec.Listeners {
 			l := &gw.Spec.Listeners[i]
 			if !refSelects(r, ref, gw, l) {
@@ -200,9 +207,16 @@ func (t *translation) parentDecision(r routeObj, ref gatewayv1.ParentReference, 
 			}
 			selected++
 			o := t.decided.outcomes[r][listenerKey{k, l.Name}]
-			best = max(best, o)
-			if o == outcomeAttached {
+			best = max(best, o.outcome)
+			switch ld := t.decided.listeners[listenerKey{k, l.Name}]; {
+			case o.outcome == outcomeAttached:
 				attached = append(attached, string(l.Name))
+			case o.why != "":
+				whys = append(whys, fmt.Sprintf("listener %s: %s", l.Name, o.why))
+			case ld != nil && ld.Conflicted:
+				whys = append(whys, fmt.Sprintf("listener %s: left out, an earlier listener on port %d has another protocol", l.Name, l.Port))
+			default:
+				whys = append(whys, fmt.Sprintf("listener %s: protocol %s is not served (Sluice serves HTTP and HTTPS)", l.Name, l.Protocol))
 			}
 		}
 		switch {
@@ -211,9 +225,9 @@ func (t *translation) parentDecision(r routeObj, ref gatewayv1.ParentReference, 
 		case best == outcomeAttached:
 			return ParentDecision{Accepted: true, Reason: "Accepted", Message: fmt.Sprintf("attached to listeners %v", attached)}, true
 		case best == outcomeNoHostname:
-			return notAccepted("NoMatchingListenerHostname", "no hostname of the route matches a hostname of the selected listeners of Gateway %s/%s", k.namespace, k.name)
+			return notAccepted("NoMatchingListenerHostname", "Gateway %s/%s: %s", k.namespace, k.name, strings.Join(whys, "; "))
 		default:
-			return notAccepted("NotAllowedByListeners", "the selected listeners of Gateway %s/%s do not allow the route (allowedRoutes, protocol, or an older route of the other kind on the same hostnames)", k.namespace, k.name)
+			return notAccepted("NotAllowedByListeners", "Gateway %s/%s: %s", k.namespace, k.name, strings.Join(whys, "; "))
 		}
 	}
 	return notAccepted("NoMatchingParent", "parentRef kind %v is neither Gateway nor Service", ref.Kind)

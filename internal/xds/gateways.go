@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -103,13 +104,13 @@ func (t *translation) gatewayRoutes(gw *gatewayv1.Gateway, name string, ls []*ga
 			if !refersTo(r, gw, l) {
 				continue
 			}
-			if !routeAllowed(gw, l, r) {
-				t.recordOutcome(r, gw, l, outcomeNotAllowed)
+			if ok, why := routeAllowed(gw, l, r); !ok {
+				t.recordOutcome(r, gw, l, outcomeNotAllowed, why)
 				continue
 			}
 			hs := intersectHostnames(listenerHostname(l), r.hostnames())
 			if len(hs) == 0 {
-				t.recordOutcome(r, gw, l, outcomeNoHostname)
+				t.recordOutcome(r, gw, l, outcomeNoHostname, "its hostname "+cmp.Or(listenerHostname(l), "*")+" matches none of the route's")
 				continue
 			}
 			candidates = append(candidates, attachedRoute{route: r, hostnames: hs})
@@ -117,11 +118,11 @@ func (t *translation) gatewayRoutes(gw *gatewayv1.Gateway, name string, ls []*ga
 		accepted := acceptRoutes(candidates)
 		for _, c := range candidates {
 			if !slices.ContainsFunc(accepted, func(a attachedRoute) bool { return a.route == c.route }) {
-				t.recordOutcome(c.route, gw, l, outcomeNotAllowed)
+				t.recordOutcome(c.route, gw, l, outcomeNotAllowed, "an older route of the other kind (HTTPRoute, GRPCRoute) serves the same hostnames there")
 			}
 		}
 		for _, a := range accepted {
-			t.recordOutcome(a.route, gw, l, outcomeAttached)
+			t.recordOutcome(a.route, gw, l, outcomeAttached, "")
 			if hostnames[a.route] == nil {
 				hostnames[a.route] = map[*gatewayv1.Listener][]string{}
 				attached = append(attached, a.route)
@@ -205,10 +206,11 @@ func refSelects(r routeObj, ref gatewayv1.ParentReference, gw *gatewayv1.Gateway
 	return (ref.SectionName == nil || *ref.SectionName == l.Name) && (ref.Port == nil || *ref.Port == l.Port)
 }
 
-// routeAllowed applies a listener's allowedRoutes to r. Namespaces by
-// Selector would need the labels of namespaces, which Sluice does not keep
-// (namespaces are implicit): such a listener allows no route for now.
-func routeAllowed(gw *gatewayv1.Gateway, l *gatewayv1.Listener, r routeObj) bool {
+// routeAllowed applies a listener's allowedRoutes to r, and says why not.
+// Namespaces by Selector would need the labels of namespaces, which Sluice
+// does not keep (namespaces are implicit): such a listener allows no route
+// for now.
+func routeAllowed(gw *gatewayv1.Gateway, l *gatewayv1.Listener, r routeObj) (bool, string) {
 	from := gatewayv1.NamespacesFromSame
 	if ar := l.AllowedRoutes; ar != nil && ar.Namespaces != nil && ar.Namespaces.From != nil {
 		from = *ar.Namespaces.From
@@ -217,14 +219,14 @@ func routeAllowed(gw *gatewayv1.Gateway, l *gatewayv1.Listener, r routeObj) bool
 	case gatewayv1.NamespacesFromAll:
 	case gatewayv1.NamespacesFromSame:
 		if r.meta().GetNamespace() != gw.Namespace {
-			return false
+			return false, "allowedRoutes takes routes of namespace " + gw.Namespace + " only"
 		}
 	default:
-		return false
+		return false, "allowedRoutes selects namespaces by labels, which Sluice does not support yet"
 	}
 	if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
 		// HTTP and HTTPS listeners take both route kinds.
-		return true
+		return true, ""
 	}
 	for _, k := range l.AllowedRoutes.Kinds {
 		group := gatewayv1.GroupName
@@ -232,8 +234,8 @@ func routeAllowed(gw *gatewayv1.Gateway, l *gatewayv1.Listener, r routeObj) bool
 			group = string(*k.Group)
 		}
 		if group == gatewayv1.GroupName && string(k.Kind) == r.kind() {
-			return true
+			return true, ""
 		}
 	}
-	return false
+	return false, "allowedRoutes.kinds does not list " + r.kind()
 }

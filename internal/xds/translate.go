@@ -99,7 +99,7 @@ func translate(in *Inputs) *translation {
 		snap:            NewSnapshot(),
 		decided: decided{
 			listeners:    map[listenerKey]*ListenerDecision{},
-			outcomes:     map[routeObj]map[listenerKey]outcome{},
+			outcomes:     map[routeObj]map[listenerKey]outcomeWhy{},
 			meshAttached: map[routeObj]map[objKey]bool{},
 		},
 	}
