@@ -58,8 +58,9 @@ type Gateway struct {
 	transports *transports
 	listeners  *listeners
 
-	mu    sync.Mutex // guards state
-	state *state
+	mu      sync.Mutex  // guards state, warming
+	state   *state      // the resources accepted
+	warming *time.Timer // puts an incomplete state in force after warmingTimeout
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -153,6 +154,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	client := newXDSClient(g.opts.XDSServer, g.node, g.log, g.update, g.metrics)
 	err := client.run(ctx)
 
+	g.mu.Lock()
+	if g.warming != nil {
+		g.warming.Stop()
+		g.warming = nil
+	}
+	g.mu.Unlock()
 	g.listeners.close()
 	bgCancel()
 	g.bg.Wait()
@@ -163,14 +170,23 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return err
 }
 
-// update applies the resources of one xDS response: it parses them,
-// binds the ports of new listeners, builds the new Config and swaps it in.
-// An error leaves everything as it was.
+// warmingTimeout bounds how long an incomplete config (a listener whose
+// routes, or a cluster whose endpoints, have not arrived) waits before it is
+// put in force anyway.
+const warmingTimeout = 5 * time.Second
+
+// update applies the resources of one xDS response: it parses them, binds
+// the ports of new listeners, and builds the new Config. An error leaves
+// everything as it was. The Config goes in force once it is complete (as
+// Envoy warms clusters and listeners): a new cluster gets its endpoints, a
+// new listener its routes, before any request sees them; before the first
+// complete config, or after warmingTimeout, an incomplete one goes in force
+// too.
 func (g *Gateway) update(typeURL, version string, resources []*anypb.Any) (map[string][]string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if v, ok := g.state.versions[typeURL]; ok && v == version && version != "" {
-		// A resync of what is in force: nothing to do.
+		// A resync of what is accepted: nothing to do.
 		return g.state.subscriptions(), nil
 	}
 	next, err := g.state.with(typeURL, version, resources)
@@ -185,23 +201,58 @@ func (g *Gateway) update(typeURL, version string, resources []*anypb.Any) (map[s
 		}
 	}
 	g.state = next
-	g.cfg.Store(cfg)
-	if typeURL == ListenerType {
-		keep := map[int]bool{}
-		for port := range cfg.Listeners {
-			keep[port] = true
+	g.log.Debug("config accepted", "type", typeNames[typeURL], "version", version, "config", cfg.describe(), "complete", cfg.Complete)
+	select {
+	case <-g.ready:
+		if !cfg.Complete {
+			g.warmLocked()
+			return next.subscriptions(), nil
 		}
-		g.listeners.keepOnly(keep)
+	default:
 	}
-	if typeURL == ClusterType {
-		g.transports.prune(cfg)
+	g.swapLocked(cfg)
+	return next.subscriptions(), nil
+}
+
+// warmLocked arms the warming timeout, once per incomplete stretch.
+func (g *Gateway) warmLocked() {
+	if g.warming != nil {
+		return
 	}
-	g.log.Debug("config applied", "type", typeNames[typeURL], "version", version, "config", cfg.describe(), "complete", cfg.Complete)
+	g.warming = time.AfterFunc(warmingTimeout, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.warming == nil {
+			return
+		}
+		g.warming = nil
+		cfg := g.state.build()
+		if !cfg.Complete {
+			g.log.Warn("config still incomplete after the warming timeout, putting it in force", "config", cfg.describe(), "timeout", warmingTimeout)
+		}
+		g.swapLocked(cfg)
+	})
+}
+
+// swapLocked puts cfg in force, closes the listeners it no longer has and
+// forgets the transports of clusters it no longer has.
+func (g *Gateway) swapLocked(cfg *Config) {
+	if g.warming != nil {
+		g.warming.Stop()
+		g.warming = nil
+	}
+	g.cfg.Store(cfg)
+	keep := map[int]bool{}
+	for port := range cfg.Listeners {
+		keep[port] = true
+	}
+	g.listeners.keepOnly(keep)
+	g.transports.prune(cfg)
+	g.log.Debug("config in force", "config", cfg.describe(), "complete", cfg.Complete)
 	if cfg.Complete && len(cfg.Listeners) > 0 {
 		g.readyOnce.Do(func() {
-			g.log.Info("first complete config applied", "config", cfg.describe())
+			g.log.Info("first complete config in force", "config", cfg.describe())
 			close(g.ready)
 		})
 	}
-	return next.subscriptions(), nil
 }

@@ -121,12 +121,15 @@ func distinctPorts(ls map[string]*Listener) error {
 	return nil
 }
 
-// subscriptions are the names of RDS and EDS the accepted listeners and
-// clusters refer to, sorted.
+// subscriptions are the names of RDS, CDS and EDS the accepted listeners,
+// routes and clusters refer to, sorted.
 func (s *state) subscriptions() map[string][]string {
-	routes, eds := map[string]bool{}, map[string]bool{}
+	routes, clusters, eds := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, l := range s.listeners {
 		routes[l.RouteName] = true
+		if rt := s.routes[l.RouteName]; rt != nil {
+			rt.clusters(clusters)
+		}
 	}
 	for _, c := range s.clusters {
 		if c.EDSName != "" {
@@ -135,6 +138,7 @@ func (s *state) subscriptions() map[string][]string {
 	}
 	return map[string][]string{
 		RouteType:    slices.Sorted(maps.Keys(routes)),
+		ClusterType:  slices.Sorted(maps.Keys(clusters)),
 		EndpointType: slices.Sorted(maps.Keys(eds)),
 	}
 }
@@ -146,12 +150,12 @@ func (s *state) build() *Config {
 		Clusters:  map[string]*Cluster{},
 		Versions:  s.versions,
 		Resources: s.raw,
-		Complete:  s.raw[ListenerType] != nil && s.raw[ClusterType] != nil,
+		Complete:  s.raw[ListenerType] != nil,
 	}
 	for _, l := range s.listeners {
 		l := *l
 		l.Routes = s.routes[l.RouteName]
-		if l.Routes == nil {
+		if l.Routes == nil || !s.hasClusters(l.Routes) {
 			cfg.Complete = false
 		}
 		cfg.Listeners[l.Port] = &l
@@ -169,6 +173,36 @@ func (s *state) build() *Config {
 		cfg.Clusters[c.Name] = &c
 	}
 	return cfg
+}
+
+// hasClusters says whether every cluster rt forwards or mirrors to is
+// known.
+func (s *state) hasClusters(rt *RouteTable) bool {
+	used := map[string]bool{}
+	rt.clusters(used)
+	for name := range used {
+		if s.clusters[name] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// clusters adds the clusters rt forwards or mirrors to to set.
+func (rt *RouteTable) clusters(set map[string]bool) {
+	for _, vh := range rt.VirtualHosts {
+		for _, r := range vh.Routes {
+			if r.Forward == nil {
+				continue
+			}
+			for _, c := range r.Forward.Clusters {
+				set[c.Name] = true
+			}
+			for _, m := range r.Forward.Mirrors {
+				set[m.Cluster] = true
+			}
+		}
+	}
 }
 
 // describe is a one-line summary of a config, for logs.

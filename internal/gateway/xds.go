@@ -18,13 +18,14 @@ import (
 )
 
 // updateFunc applies the resources of one type from a response; it returns
-// the names of RDS and EDS to subscribe to, or why the resources cannot be
+// the names of RDS, CDS and EDS to subscribe to, or why the resources cannot be
 // applied (the response is then NACKed with that text).
 type updateFunc func(typeURL, version string, resources []*anypb.Any) (map[string][]string, error)
 
-// xdsClient speaks ADS, State of the World, over one gRPC stream: LDS and
-// CDS as wildcards (the server scopes them to the node's Gateway), RDS and
-// EDS by the names the accepted listeners and clusters use. It reconnects
+// xdsClient speaks ADS, State of the World, over one gRPC stream: LDS as a
+// wildcard (the server scopes it to the node's Gateway), RDS, CDS and EDS
+// by the names the accepted listeners, routes and clusters use (as
+// proxyless gRPC does; Envoy asks CDS as a wildcard). It reconnects
 // with backoff; what it accepted stays in force meanwhile.
 type xdsClient struct {
 	addr    string
@@ -39,10 +40,10 @@ type xdsClient struct {
 }
 
 // wildcardTypes are asked for with no names; namedTypes by name, once a
-// listener or a cluster refers to some.
+// listener, a route or a cluster refers to some.
 var (
-	wildcardTypes = []string{ListenerType, ClusterType}
-	namedTypes    = []string{RouteType, EndpointType}
+	wildcardTypes = []string{ListenerType}
+	namedTypes    = []string{RouteType, ClusterType, EndpointType}
 )
 
 func newXDSClient(addr string, node *corev3.Node, log *slog.Logger, update updateFunc, m *metrics) *xdsClient {

@@ -170,10 +170,6 @@ func startEnv(t *testing.T) *env {
 		e.addUpstream(name, "http")
 	}
 	e.apply(gateways, gatewayName, gatewayObj(e.port))
-	// A route before the gateway starts: the server does not push CDS to a
-	// wildcard subscriber when a Gateway's first route only adds a cluster
-	// scope (internal/xds sameScopes), so the scope must exist from the
-	// start.
 	e.apply(httpRoutes, "base", httpRoute("base", []string{"base.example.com"}, map[string]any{
 		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/base"}}},
 		"backendRefs": []any{backend("echo-a", 1)},
@@ -282,7 +278,7 @@ func (e *env) startGateway() {
 		NodeID:       "gw-" + strings.ReplaceAll(e.t.Name(), "/", "-"),
 		BindAddress:  "127.0.0.1",
 		AdminAddr:    "127.0.0.1:0",
-		DrainTimeout: 5 * time.Second,
+		DrainTimeout: 2 * time.Second,
 		Logger:       servertest.Logger(),
 	})
 	if err != nil {
