@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"net/http"
 	"regexp"
 	"slices"
@@ -37,9 +38,39 @@ type Listener struct {
 	RouteName string
 	// Routes is nil until the RouteConfiguration arrives.
 	Routes *RouteTable
-	// TLS lists the SDS secret names of its filter chains (TLS listeners are
-	// refused for now).
-	TLS []string
+	// TLS is set when the listener terminates TLS: its filter chains,
+	// chosen by SNI.
+	TLS []*TLSChain
+}
+
+// TLSChain is a filter chain of a TLS listener: the SNI names it serves
+// (none: every name no other chain serves) and its certificates.
+type TLSChain struct {
+	ServerNames []string
+	// Secrets are the SDS secrets of its certificates.
+	Secrets []string
+	// Certs are the certificates, once linked into a Config.
+	Certs []tls.Certificate
+}
+
+// Chain returns the chain serving an SNI name: an exact name first, then
+// the longest wildcard, then a chain without names.
+func (l *Listener) Chain(sni string) *TLSChain {
+	var best *TLSChain
+	bestKind, bestLen := 0, -1
+	for _, c := range l.TLS {
+		if len(c.ServerNames) == 0 && bestKind == 0 {
+			best = c
+			continue
+		}
+		for _, n := range c.ServerNames {
+			kind, length := hostMatch(n, sni)
+			if kind > bestKind || (kind == bestKind && kind > 0 && length > bestLen) {
+				best, bestKind, bestLen = c, kind, length
+			}
+		}
+	}
+	return best
 }
 
 // RouteTable is a RouteConfiguration.

@@ -17,7 +17,11 @@
 // request half of a config.
 //
 // Listeners (listeners.go) are bound on the bind address at the ports of
-// the LDS listeners, serving HTTP/1.1 and h2c. A request picks a virtual
+// the LDS listeners, serving HTTP/1.1 and h2c, or, for a listener whose
+// filter chains terminate TLS, HTTPS (HTTP/2 by ALPN) with the certificates
+// of SDS secrets, chosen by SNI at each handshake from the config in force
+// (a rotated secret serves new handshakes; open connections keep theirs).
+// A request picks a virtual
 // host by its Host header (exact, then the longest wildcard, then "*"), the
 // first route whose match holds, and runs that route's action (proxy.go):
 // a direct response, a redirect, or a forward to a cluster chosen by weight,
@@ -29,6 +33,6 @@
 // /config_dump (the xDS resources in force, as JSON).
 //
 // It does not own the translation of Sluice resources to xDS (the server's
-// internal/xds), nor TLS termination, least-request or ring-hash balancing,
+// internal/xds). It does not do least-request or ring-hash balancing,
 // outlier detection, circuit breaking or active health checks yet.
 package gateway

@@ -2,14 +2,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,7 +110,7 @@ func New(opts Options) (*Gateway, error) {
 		ready:      make(chan struct{}),
 		started:    make(chan struct{}),
 	}
-	g.listeners = newListeners(opts.BindAddress, opts.DrainTimeout, g.log, g.handler)
+	g.listeners = newListeners(opts.BindAddress, opts.DrainTimeout, g.log, g.handler, g.certificate)
 	return g, nil
 }
 
@@ -170,6 +169,32 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return err
 }
 
+// certificate returns the certificate picker of a TLS listener port: by
+// SNI, from the config in force at each handshake, so a rotated Secret
+// serves new handshakes while open connections keep theirs.
+func (g *Gateway) certificate(port int) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		cfg := g.cfg.Load()
+		var l *Listener
+		if cfg != nil {
+			l = cfg.Listeners[port]
+		}
+		if l == nil || len(l.TLS) == 0 {
+			return nil, fmt.Errorf("gateway: no TLS listener on port %d", port)
+		}
+		c := l.Chain(hello.ServerName)
+		if c == nil || len(c.Certs) == 0 {
+			return nil, fmt.Errorf("gateway: no certificate for %q on port %d", hello.ServerName, port)
+		}
+		for i := range c.Certs {
+			if hello.SupportsCertificate(&c.Certs[i]) == nil {
+				return &c.Certs[i], nil
+			}
+		}
+		return &c.Certs[0], nil
+	}
+}
+
 // warmingTimeout bounds how long an incomplete config (a listener whose
 // routes, or a cluster whose endpoints, have not arrived) waits before it is
 // put in force anyway.
@@ -195,7 +220,10 @@ func (g *Gateway) update(typeURL, version string, resources []*anypb.Any) (map[s
 	}
 	cfg := next.build()
 	if typeURL == ListenerType {
-		ports := slices.Sorted(maps.Keys(cfg.Listeners))
+		ports := map[int]bool{}
+		for port, l := range cfg.Listeners {
+			ports[port] = len(l.TLS) > 0
+		}
 		if err := g.listeners.bindNew(ports); err != nil {
 			return nil, err
 		}

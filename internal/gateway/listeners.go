@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +22,8 @@ type listeners struct {
 	drain   time.Duration
 	log     *slog.Logger
 	handler func(port int) http.Handler
+	// cert picks the certificate of a TLS listener's handshake.
+	cert func(port int) func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 	mu      sync.Mutex // guards servers
 	servers map[int]*boundServer
@@ -28,22 +33,29 @@ type listeners struct {
 type boundServer struct {
 	srv  *http.Server
 	addr net.Addr
+	tls  bool
 }
 
-func newListeners(bind string, drain time.Duration, log *slog.Logger, handler func(int) http.Handler) *listeners {
-	return &listeners{bind: bind, drain: drain, log: log, handler: handler, servers: map[int]*boundServer{}}
+func newListeners(bind string, drain time.Duration, log *slog.Logger, handler func(int) http.Handler, cert func(int) func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *listeners {
+	return &listeners{bind: bind, drain: drain, log: log, handler: handler, cert: cert, servers: map[int]*boundServer{}}
 }
 
-// bindNew binds every port of ports not bound yet. If one cannot be bound,
-// it closes the ones it bound and says why: the config that asked for it is
-// not applied.
-func (ls *listeners) bindNew(ports []int) error {
+// bindNew binds every port of ports (true: a TLS port) not bound yet, or
+// bound with the other mode. If one cannot be bound, it closes the ones it
+// bound and says why: the config that asked for it is not applied.
+func (ls *listeners) bindNew(ports map[int]bool) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	var added []int
-	for _, port := range ports {
-		if _, ok := ls.servers[port]; ok {
-			continue
+	for _, port := range slices.Sorted(maps.Keys(ports)) {
+		isTLS := ports[port]
+		if s, ok := ls.servers[port]; ok {
+			if s.tls == isTLS {
+				continue
+			}
+			// HTTP became HTTPS or the reverse: the port is bound anew.
+			s.srv.Close()
+			delete(ls.servers, port)
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(ls.bind, strconv.Itoa(port)))
 		if err != nil {
@@ -55,7 +67,11 @@ func (ls *listeners) bindNew(ports []int) error {
 		}
 		protocols := new(http.Protocols)
 		protocols.SetHTTP1(true)
-		protocols.SetUnencryptedHTTP2(true)
+		if isTLS {
+			protocols.SetHTTP2(true)
+		} else {
+			protocols.SetUnencryptedHTTP2(true)
+		}
 		srv := &http.Server{
 			Handler:           ls.handler(port),
 			Protocols:         protocols,
@@ -63,14 +79,18 @@ func (ls *listeners) bindNew(ports []int) error {
 			IdleTimeout:       5 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(ls.log.Handler(), slog.LevelDebug),
 		}
-		ls.servers[port] = &boundServer{srv: srv, addr: ln.Addr()}
+		if isTLS {
+			srv.TLSConfig = &tls.Config{GetCertificate: ls.cert(port), NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+			ln = tls.NewListener(ln, srv.TLSConfig)
+		}
+		ls.servers[port] = &boundServer{srv: srv, addr: ln.Addr(), tls: isTLS}
 		added = append(added, port)
 		ls.wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				ls.log.Error("listener stopped", "port", port, "err", err)
 			}
 		})
-		ls.log.Info("listening", "addr", ln.Addr().String())
+		ls.log.Info("listening", "addr", ln.Addr().String(), "tls", isTLS)
 	}
 	return nil
 }

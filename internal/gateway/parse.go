@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"regexp"
@@ -45,6 +46,7 @@ func parseListener(l *listenerv3.Listener) (*Listener, error) {
 	if len(l.GetFilterChains()) == 0 {
 		return nil, invalid("listener %q: no filter chain", l.GetName())
 	}
+	plain := 0
 	for i, fc := range l.GetFilterChains() {
 		var hcm *hcmv3.HttpConnectionManager
 		for _, f := range fc.GetFilters() {
@@ -67,18 +69,26 @@ func parseListener(l *listenerv3.Listener) (*Listener, error) {
 			return nil, invalid("listener %q: filter chains use different route configurations (%q, %q)", l.GetName(), out.RouteName, rds.GetRouteConfigName())
 		}
 		out.RouteName = rds.GetRouteConfigName()
-		if ts := fc.GetTransportSocket(); ts != nil {
-			var dtc tlsv3.DownstreamTlsContext
-			if err := anypb.UnmarshalTo(ts.GetTypedConfig(), &dtc, protoUnmarshal); err != nil {
-				return nil, invalid("listener %q: transport socket: %v", l.GetName(), err)
-			}
-			for _, s := range dtc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
-				out.TLS = append(out.TLS, s.GetName())
-			}
+		ts := fc.GetTransportSocket()
+		if ts == nil {
+			plain++
+			continue
 		}
+		var dtc tlsv3.DownstreamTlsContext
+		if err := anypb.UnmarshalTo(ts.GetTypedConfig(), &dtc, protoUnmarshal); err != nil {
+			return nil, invalid("listener %q: transport socket: %v", l.GetName(), err)
+		}
+		chain := &TLSChain{ServerNames: fc.GetFilterChainMatch().GetServerNames()}
+		for _, s := range dtc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+			chain.Secrets = append(chain.Secrets, s.GetName())
+		}
+		if len(chain.Secrets) == 0 {
+			return nil, invalid("listener %q: filter chain %d: TLS without SDS certificates", l.GetName(), i)
+		}
+		out.TLS = append(out.TLS, chain)
 	}
-	if len(out.TLS) > 0 {
-		return nil, invalid("listener %q: TLS termination is not supported by this gateway yet", l.GetName())
+	if plain > 0 && len(out.TLS) > 0 {
+		return nil, invalid("listener %q: some filter chains terminate TLS and others do not", l.GetName())
 	}
 	return out, nil
 }
@@ -394,6 +404,22 @@ func parseRedirect(a *routev3.RedirectAction) (*Redirect, error) {
 		rd.Status = 308
 	}
 	return rd, nil
+}
+
+// parseSecret reads an SDS Secret holding a TLS certificate and its key.
+func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
+	tc := s.GetTlsCertificate()
+	if tc == nil {
+		return nil, invalid("secret %q: not a TLS certificate", s.GetName())
+	}
+	data := func(d *corev3.DataSource) []byte {
+		return append([]byte(d.GetInlineString()), d.GetInlineBytes()...)
+	}
+	cert, err := tls.X509KeyPair(data(tc.GetCertificateChain()), data(tc.GetPrivateKey()))
+	if err != nil {
+		return nil, invalid("secret %q: %v", s.GetName(), err)
+	}
+	return &cert, nil
 }
 
 // parseCluster reads a CDS Cluster: EDS (or static, with an inline load

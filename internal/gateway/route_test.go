@@ -183,3 +183,16 @@ func TestLocalityWeights(t *testing.T) {
 }
 
 type endpointAssignment = endpointv3.ClusterLoadAssignment
+
+func TestChainBySNI(t *testing.T) {
+	a, wild, deflt := &TLSChain{ServerNames: []string{"a.example.com"}}, &TLSChain{ServerNames: []string{"*.example.com"}}, &TLSChain{}
+	l := &Listener{TLS: []*TLSChain{deflt, wild, a}}
+	for sni, want := range map[string]*TLSChain{"a.example.com": a, "b.example.com": wild, "x.y.example.com": wild, "other.org": deflt, "": deflt} {
+		if got := l.Chain(sni); got != want {
+			t.Errorf("SNI %q: chain %+v, want %+v", sni, got, want)
+		}
+	}
+	if got := (&Listener{TLS: []*TLSChain{a}}).Chain("other.org"); got != nil {
+		t.Errorf("SNI other.org with no default chain: %+v, want none", got)
+	}
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"slices"
@@ -35,6 +36,7 @@ type state struct {
 	routes    map[string]*RouteTable
 	clusters  map[string]*Cluster
 	endpoints map[string][]Endpoint
+	secrets   map[string]*tls.Certificate
 	versions  map[string]string
 	raw       map[string]map[string]proto.Message
 }
@@ -45,6 +47,7 @@ func newState() *state {
 		routes:    map[string]*RouteTable{},
 		clusters:  map[string]*Cluster{},
 		endpoints: map[string][]Endpoint{},
+		secrets:   map[string]*tls.Certificate{},
 		versions:  map[string]string{},
 		raw:       map[string]map[string]proto.Message{},
 	}
@@ -74,7 +77,7 @@ func (s *state) with(typeURL, version string, resources []*anypb.Any) (*state, e
 	case EndpointType:
 		next.endpoints, raw, err = parseAll(resources, parseEndpoints, func(m *endpointv3.ClusterLoadAssignment) string { return m.GetClusterName() })
 	case SecretType:
-		_, raw, err = parseAll(resources, func(*tlsv3.Secret) (struct{}, error) { return struct{}{}, nil }, func(m *tlsv3.Secret) string { return m.GetName() })
+		next.secrets, raw, err = parseAll(resources, parseSecret, func(m *tlsv3.Secret) string { return m.GetName() })
 		for name := range raw {
 			raw[name] = &tlsv3.Secret{Name: name} // secret material is never dumped
 		}
@@ -124,9 +127,14 @@ func distinctPorts(ls map[string]*Listener) error {
 // subscriptions are the names of RDS, CDS and EDS the accepted listeners,
 // routes and clusters refer to, sorted.
 func (s *state) subscriptions() map[string][]string {
-	routes, clusters, eds := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	routes, clusters, eds, secrets := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, l := range s.listeners {
 		routes[l.RouteName] = true
+		for _, c := range l.TLS {
+			for _, name := range c.Secrets {
+				secrets[name] = true
+			}
+		}
 		if rt := s.routes[l.RouteName]; rt != nil {
 			rt.clusters(clusters)
 		}
@@ -140,6 +148,7 @@ func (s *state) subscriptions() map[string][]string {
 		RouteType:    slices.Sorted(maps.Keys(routes)),
 		ClusterType:  slices.Sorted(maps.Keys(clusters)),
 		EndpointType: slices.Sorted(maps.Keys(eds)),
+		SecretType:   slices.Sorted(maps.Keys(secrets)),
 	}
 }
 
@@ -157,6 +166,19 @@ func (s *state) build() *Config {
 		l.Routes = s.routes[l.RouteName]
 		if l.Routes == nil || !s.hasClusters(l.Routes) {
 			cfg.Complete = false
+		}
+		l.TLS = slices.Clone(l.TLS)
+		for i, c := range l.TLS {
+			c := *c
+			c.Certs = nil
+			for _, name := range c.Secrets {
+				if cert := s.secrets[name]; cert != nil {
+					c.Certs = append(c.Certs, *cert)
+				} else {
+					cfg.Complete = false
+				}
+			}
+			l.TLS[i] = &c
 		}
 		cfg.Listeners[l.Port] = &l
 	}

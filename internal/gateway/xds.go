@@ -18,7 +18,7 @@ import (
 )
 
 // updateFunc applies the resources of one type from a response; it returns
-// the names of RDS, CDS and EDS to subscribe to, or why the resources cannot be
+// the names of RDS, CDS, EDS and SDS to subscribe to, or why the resources cannot be
 // applied (the response is then NACKed with that text).
 type updateFunc func(typeURL, version string, resources []*anypb.Any) (map[string][]string, error)
 
@@ -43,7 +43,7 @@ type xdsClient struct {
 // listener, a route or a cluster refers to some.
 var (
 	wildcardTypes = []string{ListenerType}
-	namedTypes    = []string{RouteType, ClusterType, EndpointType}
+	namedTypes    = []string{RouteType, ClusterType, EndpointType, SecretType}
 )
 
 func newXDSClient(addr string, node *corev3.Node, log *slog.Logger, update updateFunc, m *metrics) *xdsClient {
