@@ -305,7 +305,9 @@ type Cluster struct {
 	EDSName   string
 	Endpoints []Endpoint
 	// Loaded says whether its ClusterLoadAssignment arrived.
-	Loaded   bool
+	Loaded bool
+	// Outlier is its outlier detection, nil for none.
+	Outlier  *OutlierPolicy
 	balancer *balancer
 }
 

@@ -55,6 +55,7 @@ type Gateway struct {
 
 	cfg        atomic.Pointer[Config]
 	transports *transports
+	outliers   *outliers
 	listeners  *listeners
 
 	mu      sync.Mutex  // guards state, warming
@@ -106,6 +107,7 @@ func New(opts Options) (*Gateway, error) {
 		},
 		metrics:    newMetrics(),
 		transports: newTransports(),
+		outliers:   newOutliers(time.Now),
 		state:      newState(),
 		ready:      make(chan struct{}),
 		started:    make(chan struct{}),
@@ -276,6 +278,7 @@ func (g *Gateway) swapLocked(cfg *Config) {
 	}
 	g.listeners.keepOnly(keep)
 	g.transports.prune(cfg)
+	g.outliers.prune(cfg)
 	g.log.Debug("config in force", "config", cfg.describe(), "complete", cfg.Complete)
 	if cfg.Complete && len(cfg.Listeners) > 0 {
 		g.readyOnce.Do(func() {

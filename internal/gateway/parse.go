@@ -424,13 +424,12 @@ func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
 
 // parseCluster reads a CDS Cluster: EDS (or static, with an inline load
 // assignment), HTTP/1.1 or HTTP/2 upstream. Balancing policies other than
-// round-robin, circuit breakers and outlier detection are accepted and not
-// applied yet.
+// round-robin and circuit breakers are accepted and not applied yet.
 func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := c.Validate(); err != nil {
 		return nil, invalid("cluster %q: %v", c.GetName(), err)
 	}
-	out := &Cluster{Name: c.GetName()}
+	out := &Cluster{Name: c.GetName(), Outlier: parseOutlier(c.GetOutlierDetection())}
 	switch c.GetType() {
 	case clusterv3.Cluster_EDS:
 		out.EDSName = c.GetName()

@@ -278,6 +278,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		},
 		Transport: &upstream{
 			t:        g.transports.get(c),
+			outliers: g.outliers,
+			log:      g.log,
 			cluster:  c,
 			retry:    f.Retry,
 			body:     body,
@@ -304,6 +306,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 // cluster for each attempt, and retries by the route's policy.
 type upstream struct {
 	t        *http.Transport
+	outliers *outliers
+	log      *slog.Logger
 	cluster  *Cluster
 	retry    *RetryPolicy
 	body     []byte
@@ -315,7 +319,10 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if u.retry != nil && u.buffered {
 		tries += u.retry.NumRetries
 	}
-	tried := map[string]bool{}
+	tried := u.outliers.ejected(u.cluster)
+	if tried == nil {
+		tried = map[string]bool{}
+	}
 	delay := time.Duration(0)
 	for i := 0; ; i++ {
 		last := i == tries-1
@@ -352,6 +359,13 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := u.t.RoundTrip(out)
 		if timer != nil {
 			timer.Stop()
+		}
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		if (err == nil || req.Context().Err() == nil) && u.outliers.report(u.cluster, addr, status) {
+			u.log.Info("endpoint ejected", "cluster", u.cluster.Name, "endpoint", addr, "status", status)
 		}
 		if err != nil {
 			cancel()

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -194,5 +195,40 @@ func TestChainBySNI(t *testing.T) {
 	}
 	if got := (&Listener{TLS: []*TLSChain{a}}).Chain("other.org"); got != nil {
 		t.Errorf("SNI other.org with no default chain: %+v, want none", got)
+	}
+}
+
+func TestOutlierEjection(t *testing.T) {
+	now := time.Unix(1000, 0)
+	o := newOutliers(func() time.Time { return now })
+	c := &Cluster{Name: "c", Endpoints: []Endpoint{{Addr: "a"}, {Addr: "b"}},
+		Outlier: &OutlierPolicy{Consecutive5xx: 2, ConsecutiveLocal: 3, BaseEjection: time.Minute, MaxEjectionPercent: 50}}
+	steps := []struct {
+		addr   string
+		status int
+		eject  bool
+	}{
+		{"a", 500, false}, {"a", 200, false}, {"a", 503, false}, {"a", 500, true}, // reset by a 200
+		{"b", 0, false}, {"b", 0, false}, {"b", 0, false}, // 50% already ejected
+	}
+	for i, s := range steps {
+		if got := o.report(c, s.addr, s.status); got != s.eject {
+			t.Errorf("step %d (%s %d): ejected %v, want %v", i, s.addr, s.status, got, s.eject)
+		}
+	}
+	if got := o.ejected(c); !got["a"] || got["b"] {
+		t.Errorf("ejected %v, want a only", got)
+	}
+	now = now.Add(61 * time.Second)
+	if got := o.ejected(c); len(got) != 0 {
+		t.Errorf("ejected %v after the ejection time, want none", got)
+	}
+	o.report(c, "a", 500)
+	if !o.report(c, "a", 500) {
+		t.Fatal("a not ejected a second time")
+	}
+	now = now.Add(90 * time.Second)
+	if !o.ejected(c)["a"] {
+		t.Error("a second ejection lasts twice the base time")
 	}
 }

@@ -56,6 +56,9 @@ type echo struct {
 	name string
 	port int
 
+	// status, when not 0, answers every request with it.
+	status int
+
 	mu       sync.Mutex // guards received, failed
 	received []echoed
 	failed   map[string]bool
@@ -102,6 +105,9 @@ func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if n, err := strconv.Atoi(q.Get("status")); err == nil {
 		status = n
+	}
+	if e.status != 0 {
+		status = e.status
 	}
 	if failNow {
 		status = http.StatusServiceUnavailable

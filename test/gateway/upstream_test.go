@@ -1,0 +1,62 @@
+package gatewaye2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluice/sluice/internal/client"
+	"github.com/sluice/sluice/internal/resource"
+)
+
+var backendPolicies = client.ResourceOf(resource.BackendPolicyKind)
+
+// TestOutlierDetection: with a BackendPolicy's outlier detection, an
+// Endpoint that answers 500 is ejected after consecutive5xx of them and
+// gets no more requests; its healthy peer serves the rest.
+func TestOutlierDetection(t *testing.T) {
+	e := startEnv(t)
+	good, bad := startEcho(t, "pool-good"), startEcho(t, "pool-bad")
+	bad.status = 500
+	svc := serviceObj("pool", "http")
+	e.apply(services, "pool", svc)
+	for name, u := range map[string]*echo{"pool-good": good, "pool-bad": bad} {
+		ep := endpointObj(name, u.port)
+		ep["metadata"].(map[string]any)["labels"] = map[string]string{"app": "pool"}
+		e.apply(endpoints, name, ep)
+	}
+	e.apply(backendPolicies, "pool", map[string]any{
+		"apiVersion": "sluice.io/v1alpha1",
+		"kind":       "BackendPolicy",
+		"metadata":   map[string]any{"name": "pool", "namespace": namespace},
+		"spec": map[string]any{
+			"targetRefs":       []any{map[string]any{"name": "pool"}},
+			"outlierDetection": map[string]any{"consecutive5xx": 3, "baseEjectionTime": "1m", "maxEjectionPercent": 50},
+		},
+	})
+	e.apply(httpRoutes, "pool", httpRoute("pool", nil, map[string]any{
+		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/pool"}}},
+		"backendRefs": []any{backend("pool", 1)},
+	}))
+	e.waitFor("both pool endpoints in the gateway's config", 10*time.Second, func() (bool, string) {
+		c := e.gw.Config().Clusters["pool.default"]
+		return c != nil && len(c.Endpoints) == 2 && c.Outlier != nil, "not yet"
+	})
+	const n = 200
+	failed := 0
+	for range n {
+		r, err := e.do("GET", "/pool", "", nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 200 {
+			failed++
+		}
+	}
+	t.Logf("%d requests, %d answered 500 before pool-bad was ejected; pool-bad got %d", n, failed, len(bad.requests("/pool")))
+	if failed != 3 {
+		t.Errorf("%d of %d requests failed, want 3 (consecutive5xx, then pool-bad ejected)", failed, n)
+	}
+	if got := len(good.requests("/pool")); got != n-failed {
+		t.Errorf("pool-good served %d requests, want %d", got, n-failed)
+	}
+}
