@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,10 +49,11 @@ type Options struct {
 // Gateway is the data plane: an xDS client, the listeners and upstreams it
 // configures, and an admin server.
 type Gateway struct {
-	opts    Options
-	log     *slog.Logger
-	node    *corev3.Node
-	metrics *metrics
+	opts     Options
+	log      *slog.Logger
+	proxyLog *log.Logger // ReverseProxy's, into log at debug level
+	node     *corev3.Node
+	metrics  *metrics
 
 	cfg        atomic.Pointer[Config]
 	transports *transports
@@ -112,6 +114,7 @@ func New(opts Options) (*Gateway, error) {
 		ready:      make(chan struct{}),
 		started:    make(chan struct{}),
 	}
+	g.proxyLog = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
 	g.listeners = newListeners(opts.BindAddress, opts.DrainTimeout, g.log, g.handler, g.certificate)
 	return g, nil
 }

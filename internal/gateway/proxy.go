@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -296,11 +297,21 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			}
 			writeError(w, r, err, g.log)
 		},
-		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ErrorLog:   g.proxyLog,
+		BufferPool: copyBuffers,
 	}
 	rp.ServeHTTP(w, r.WithContext(ctx))
 	return nil
 }
+
+// copyBuffers are the buffers ReverseProxy copies bodies with (one
+// allocated per request otherwise).
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // upstream is the RoundTripper of one forward: it picks an endpoint of the
 // cluster for each attempt, and retries by the route's policy.
@@ -320,9 +331,6 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		tries += u.retry.NumRetries
 	}
 	tried := u.outliers.ejected(u.cluster)
-	if tried == nil {
-		tried = map[string]bool{}
-	}
 	delay := time.Duration(0)
 	for i := 0; ; i++ {
 		last := i == tries-1
@@ -341,7 +349,12 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !ok {
 			return nil, errNoEndpoints
 		}
-		tried[addr] = true
+		if !last {
+			if tried == nil {
+				tried = map[string]bool{}
+			}
+			tried[addr] = true
+		}
 		ctx, cancel := context.WithCancel(req.Context())
 		out := req.Clone(ctx)
 		out.URL.Host = addr
