@@ -117,8 +117,6 @@ type HeaderAdd struct {
 	Action      AppendAction
 }
 
-func (m HeaderMod) empty() bool { return len(m.Add) == 0 && len(m.Remove) == 0 }
-
 // Apply modifies h (Host is applied by the caller through host).
 func (m HeaderMod) Apply(h http.Header) {
 	for _, name := range m.Remove {

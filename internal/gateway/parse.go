@@ -155,21 +155,6 @@ func parseRoute(r *routev3.Route) (*Route, error) {
 		case *routev3.HeaderMatcher_PresentMatch:
 			p := s.PresentMatch
 			hm.Present = &p
-		case *routev3.HeaderMatcher_ExactMatch:
-			v := s.ExactMatch
-			hm.String = &StringMatch{Exact: &v}
-		case *routev3.HeaderMatcher_SafeRegexMatch:
-			re, err := fullRegex(s.SafeRegexMatch.GetRegex(), false)
-			if err != nil {
-				return nil, fmt.Errorf("header %q: %w", h.GetName(), err)
-			}
-			hm.String = &StringMatch{RE: re}
-		case *routev3.HeaderMatcher_PrefixMatch:
-			v := s.PrefixMatch
-			hm.String = &StringMatch{Prefix: &v}
-		case *routev3.HeaderMatcher_SuffixMatch:
-			v := s.SuffixMatch
-			hm.String = &StringMatch{Suffix: &v}
 		case nil:
 		default:
 			return nil, fmt.Errorf("header %q: unsupported match %T", h.GetName(), s)
@@ -272,10 +257,6 @@ func headerAdds(opts []*corev3.HeaderValueOption) ([]HeaderAdd, error) {
 			a.Action = OverwriteIfExistsOrAdd
 		case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
 			a.Action = OverwriteIfExists
-		}
-		//nolint:staticcheck // the deprecated append field is still honored by Envoy
-		if ap := o.GetAppend(); ap != nil && !ap.GetValue() {
-			a.Action = OverwriteIfExistsOrAdd
 		}
 		out = append(out, a)
 	}
@@ -451,10 +432,6 @@ func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, invalid("cluster %q: http protocol options: %v", c.GetName(), err)
 		}
 		out.HTTP2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
-	}
-	//nolint:staticcheck // the deprecated field is still a way to ask for HTTP/2
-	if c.GetHttp2ProtocolOptions() != nil {
-		out.HTTP2 = true
 	}
 	return out, nil
 }
