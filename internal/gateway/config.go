@@ -305,8 +305,11 @@ type Cluster struct {
 	// Loaded says whether its ClusterLoadAssignment arrived.
 	Loaded bool
 	// Outlier is its outlier detection, nil for none.
-	Outlier  *OutlierPolicy
-	balancer *balancer
+	Outlier *OutlierPolicy
+	// MaxRequests is its circuit breaker: the most requests in flight to
+	// it, 0 for no limit.
+	MaxRequests int
+	balancer    *balancer
 }
 
 // Endpoint is one upstream address and its effective weight (its locality's

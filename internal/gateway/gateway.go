@@ -58,6 +58,7 @@ type Gateway struct {
 	cfg        atomic.Pointer[Config]
 	transports *transports
 	outliers   *outliers
+	active     *active
 	listeners  *listeners
 
 	mu      sync.Mutex  // guards state, warming
@@ -110,6 +111,7 @@ func New(opts Options) (*Gateway, error) {
 		metrics:    newMetrics(),
 		transports: newTransports(),
 		outliers:   newOutliers(time.Now),
+		active:     newActive(),
 		state:      newState(),
 		ready:      make(chan struct{}),
 		started:    make(chan struct{}),

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -405,7 +406,8 @@ func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
 
 // parseCluster reads a CDS Cluster: EDS (or static, with an inline load
 // assignment), HTTP/1.1 or HTTP/2 upstream. Balancing policies other than
-// round-robin and circuit breakers are accepted and not applied yet.
+// round-robin, and circuit breaker thresholds but max_requests, are
+// accepted and not applied yet.
 func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := c.Validate(); err != nil {
 		return nil, invalid("cluster %q: %v", c.GetName(), err)
@@ -425,6 +427,11 @@ func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		out.Endpoints, out.Loaded = eps, true
 	default:
 		return nil, invalid("cluster %q: unsupported discovery type %v", c.GetName(), c.GetType())
+	}
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRequests() != nil && t.GetMaxRequests().GetValue() < math.MaxUint32 {
+			out.MaxRequests = int(t.GetMaxRequests().GetValue())
+		}
 	}
 	if a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok {
 		var opts httpv3.HttpProtocolOptions

@@ -37,6 +37,7 @@ var (
 	errNoEndpoints = &StatusError{http.StatusServiceUnavailable, "no healthy upstream"}
 	errPerTry      = &StatusError{http.StatusGatewayTimeout, "upstream per-try timeout"}
 	errTimeout     = &StatusError{http.StatusGatewayTimeout, "upstream request timeout"}
+	errOverflow    = &StatusError{http.StatusServiceUnavailable, "upstream overflow (circuit breaker)"}
 )
 
 // writeError is the one place an error becomes a response.
@@ -218,6 +219,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 	if len(c.Endpoints) == 0 {
 		return errNoEndpoints
 	}
+	if !g.active.acquire(c) {
+		return errOverflow
+	}
+	defer g.active.release(c)
 	mods = append(mods, wc.Headers)
 	path := r.URL.Path
 	switch {

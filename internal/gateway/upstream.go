@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -114,4 +115,43 @@ func (ts *transports) closeAll() {
 		t.CloseIdleConnections()
 		delete(ts.byKey, key)
 	}
+}
+
+// active counts the requests in flight per cluster, across config swaps,
+// for the clusters' circuit breakers.
+type active struct {
+	mu        sync.Mutex // guards byCluster
+	byCluster map[string]*atomic.Int64
+}
+
+func newActive() *active { return &active{byCluster: map[string]*atomic.Int64{}} }
+
+// acquire counts a request to c in; false (and nothing counted) when c's
+// max_requests are already in flight. release must follow a true.
+func (a *active) acquire(c *Cluster) bool {
+	if c.MaxRequests == 0 {
+		return true
+	}
+	a.mu.Lock()
+	n := a.byCluster[c.Name]
+	if n == nil {
+		n = new(atomic.Int64)
+		a.byCluster[c.Name] = n
+	}
+	a.mu.Unlock()
+	if n.Add(1) > int64(c.MaxRequests) {
+		n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (a *active) release(c *Cluster) {
+	if c.MaxRequests == 0 {
+		return
+	}
+	a.mu.Lock()
+	n := a.byCluster[c.Name]
+	a.mu.Unlock()
+	n.Add(-1)
 }

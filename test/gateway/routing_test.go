@@ -80,6 +80,13 @@ func routingRules() []map[string]any {
 			"backendRefs": []any{backend("echo-a", 1)},
 		},
 		{
+			"matches":     []any{prefix("/pertry")},
+			"filters":     []any{tag("pertry")},
+			"timeouts":    map[string]any{"request": "5s", "backendRequest": "200ms"},
+			"retry":       map[string]any{"attempts": 1},
+			"backendRefs": []any{backend("echo-a", 1)},
+		},
+		{
 			"matches":     []any{prefix("/retry")},
 			"filters":     []any{tag("retry")},
 			"retry":       map[string]any{"codes": []any{503}, "attempts": 2, "backoff": "10ms"},
@@ -200,6 +207,8 @@ func TestRouting(t *testing.T) {
 		{name: "request timeout", path: "/slow?sleep=2s", checks: []check{status(504)}},
 		{name: "within timeout", path: "/slow?sleep=10ms", checks: []check{status(200), rule("slow")}},
 		{name: "retry on 503", path: "/retry?fail=k1", checks: []check{status(200), rule("retry")}},
+		{name: "per-try timeout", path: "/pertry?sleep=3s", checks: []check{status(504)}},
+		{name: "within the per-try timeout", path: "/pertry?sleep=10ms", checks: []check{status(200), rule("pertry")}},
 		{name: "no retry without a policy", path: "/match/x?fail=k2", checks: []check{status(503)}},
 		{name: "no route", path: "/nothing", checks: []check{status(404)}},
 		{name: "exact hostname", path: "/match/exact", host: "exact.example.com", checks: []check{rule("hosts"), upstream("echo-b")}},
