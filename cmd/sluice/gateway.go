@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +15,7 @@ func newGatewayCommand() *cobra.Command {
 		opts      gateway.Options
 		logLevel  string
 		logFormat string
+		accessLog string
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -24,6 +27,20 @@ func newGatewayCommand() *cobra.Command {
 				return err
 			}
 			opts.Logger, opts.Version = log, version
+			switch accessLog {
+			case "":
+			case "stdout":
+				opts.AccessLog = cmd.OutOrStdout()
+			case "stderr":
+				opts.AccessLog = cmd.ErrOrStderr()
+			default:
+				f, err := os.OpenFile(accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer f.Close()
+				opts.AccessLog = f
+			}
 			g, err := gateway.New(opts)
 			if err != nil {
 				return err
@@ -38,6 +55,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&opts.BindAddress, "bind-address", "0.0.0.0", "address the listeners bind on, at the ports of the Gateway's listeners")
 	f.StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:9901", "address of the admin server (/ready, /stats, /config_dump); empty disables it")
 	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 15*time.Second, "how long a removed listener, or the gateway at shutdown, waits for requests in flight")
+	f.StringVar(&accessLog, "access-log", "", "write a JSON line per request to stdout, stderr or this file (empty: no access log)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	_ = cmd.MarkFlagRequired("gateway")

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -41,6 +42,8 @@ type Options struct {
 	// shutdown, waits for requests in flight.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// AccessLog, when set, gets a JSON line per request.
+	AccessLog io.Writer
 	// Version is reported to the control plane as the node's user agent
 	// version.
 	Version string
@@ -51,7 +54,8 @@ type Options struct {
 type Gateway struct {
 	opts     Options
 	log      *slog.Logger
-	proxyLog *log.Logger // ReverseProxy's, into log at debug level
+	proxyLog *log.Logger  // ReverseProxy's, into log at debug level
+	access   *slog.Logger // the access log, nil for none
 	node     *corev3.Node
 	metrics  *metrics
 
@@ -117,6 +121,9 @@ func New(opts Options) (*Gateway, error) {
 		started:    make(chan struct{}),
 	}
 	g.proxyLog = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
+	if opts.AccessLog != nil {
+		g.access = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
+	}
 	g.listeners = newListeners(opts.BindAddress, opts.DrainTimeout, g.log, g.handler, g.certificate)
 	return g, nil
 }

@@ -61,9 +61,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, log *slog.Log
 	io.WriteString(w, se.Msg+"\n")
 }
 
-// request is what a request learned on its way, for its metrics.
+// request is what a request learned on its way, for its metrics and its
+// access log line.
 type request struct {
 	listener, route, cluster string
+	endpoint                 string // the upstream address of the last attempt
 }
 
 // handler serves one listener port.
@@ -77,7 +79,16 @@ func (g *Gateway) handler(port int) http.Handler {
 		if err := g.serve(rec, r, cfg, port, info); err != nil {
 			writeError(rec, r, err, g.log)
 		}
-		g.metrics.observe(info, rec.status, time.Since(start))
+		took := time.Since(start)
+		g.metrics.observe(info, rec.status, took)
+		if g.access != nil {
+			g.access.LogAttrs(context.Background(), slog.LevelInfo, "request",
+				slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.RequestURI()),
+				slog.String("proto", r.Proto), slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(took.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
+				slog.String("listener", info.listener), slog.String("route", info.route),
+				slog.String("cluster", info.cluster), slog.String("upstream", info.endpoint))
+		}
 	})
 }
 
@@ -290,6 +301,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			retry:    f.Retry,
 			body:     body,
 			buffered: buffered && !isUpgrade(r),
+			info:     info,
 		},
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
@@ -328,6 +340,7 @@ type upstream struct {
 	retry    *RetryPolicy
 	body     []byte
 	buffered bool
+	info     *request
 }
 
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -360,6 +373,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			tried[addr] = true
 		}
+		u.info.endpoint = addr
 		ctx, cancel := context.WithCancel(req.Context())
 		out := req.Clone(ctx)
 		out.URL.Host = addr
@@ -475,6 +489,7 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 type recorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -488,7 +503,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	return r.ResponseWriter.Write(b)
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
 }
 
 // Flush lets streamed responses through.

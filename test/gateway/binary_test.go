@@ -36,10 +36,12 @@ func TestBinary(t *testing.T) {
 	e.apply(httpRoutes, "bin", httpRoute("bin", nil, map[string]any{"backendRefs": []any{backend("echo-a", 1)}}))
 
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "gateway", "--xds-server", srv.XDSAddr, "--bind-address", "127.0.0.1")
+	cmd := exec.Command(bin, "gateway", "--xds-server", srv.XDSAddr, "--bind-address", "127.0.0.1", "--access-log", "stdout")
 	cmd.Env = append(os.Environ(), "SLUICE_GATEWAY="+namespace+"/"+gatewayName, "SLUICE_ADMIN_ADDR="+admin, "SLUICE_NODE_ID=gw-binary")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// Read only once the process has exited (exec copies its output from
+	// goroutines of its own until then).
+	var logs, access bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &access, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +76,16 @@ func TestBinary(t *testing.T) {
 			t.Errorf("sluice gateway exited with %v\n%s", err, logs.String())
 		}
 	case <-ctx.Done():
-		t.Errorf("sluice gateway still running 10s after SIGINT\n%s", logs.String())
+		cmd.Process.Kill()
+		done <- <-done
+		t.Fatalf("sluice gateway still running 10s after SIGINT\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "node=gw-binary") {
 		t.Errorf("the logs do not show the node id from SLUICE_NODE_ID:\n%s", logs.String())
+	}
+	for _, want := range []string{`"path":"/hello"`, `"status":200`, `"cluster":"echo-a.default"`, `"upstream":"127.0.0.1:`} {
+		if !strings.Contains(access.String(), want) {
+			t.Errorf("the access log has no %s:\n%s", want, access.String())
+		}
 	}
 }
