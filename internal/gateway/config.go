@@ -306,6 +306,9 @@ type Cluster struct {
 	Loaded bool
 	// Outlier is its outlier detection, nil for none.
 	Outlier *OutlierPolicy
+	// LeastRequest picks endpoints by least requests in flight instead of
+	// round-robin.
+	LeastRequest bool
 	// MaxRequests is its circuit breaker: the most requests in flight to
 	// it, 0 for no limit.
 	MaxRequests int

@@ -405,14 +405,14 @@ func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
 }
 
 // parseCluster reads a CDS Cluster: EDS (or static, with an inline load
-// assignment), HTTP/1.1 or HTTP/2 upstream. Balancing policies other than
-// round-robin, and circuit breaker thresholds but max_requests, are
-// accepted and not applied yet.
+// assignment), HTTP/1.1 or HTTP/2 upstream, round-robin or least-request.
+// Other balancing policies (ring hash, random) fall back to round-robin,
+// and circuit breaker thresholds but max_requests are not applied yet.
 func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := c.Validate(); err != nil {
 		return nil, invalid("cluster %q: %v", c.GetName(), err)
 	}
-	out := &Cluster{Name: c.GetName(), Outlier: parseOutlier(c.GetOutlierDetection())}
+	out := &Cluster{Name: c.GetName(), Outlier: parseOutlier(c.GetOutlierDetection()), LeastRequest: c.GetLbPolicy() == clusterv3.Cluster_LEAST_REQUEST}
 	switch c.GetType() {
 	case clusterv3.Cluster_EDS:
 		out.EDSName = c.GetName()

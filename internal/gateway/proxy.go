@@ -363,7 +363,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 			}
 		}
-		addr, ok := u.cluster.balancer.pick(tried)
+		addr, release, ok := u.cluster.balancer.acquire(tried)
 		if !ok {
 			return nil, errNoEndpoints
 		}
@@ -374,7 +374,11 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			tried[addr] = true
 		}
 		u.info.endpoint = addr
-		ctx, cancel := context.WithCancel(req.Context())
+		ctx, cancelCtx := context.WithCancel(req.Context())
+		cancel := func() {
+			cancelCtx()
+			release()
+		}
 		out := req.Clone(ctx)
 		out.URL.Host = addr
 		if u.buffered && u.body != nil {

@@ -140,7 +140,7 @@ func TestInvalidRoutesAreRefused(t *testing.T) {
 }
 
 func TestBalancerWeights(t *testing.T) {
-	b := newBalancer([]Endpoint{{Addr: "a", Weight: 3}, {Addr: "b", Weight: 1}})
+	b := newBalancer([]Endpoint{{Addr: "a", Weight: 3}, {Addr: "b", Weight: 1}}, false)
 	counts := map[string]int{}
 	for range 400 {
 		addr, _ := b.pick(nil)
@@ -152,7 +152,7 @@ func TestBalancerWeights(t *testing.T) {
 	if addr, _ := b.pick(map[string]bool{"a": true}); addr != "b" {
 		t.Errorf("pick avoiding a: %s", addr)
 	}
-	if _, ok := newBalancer(nil).pick(nil); ok {
+	if _, ok := newBalancer(nil, false).pick(nil); ok {
 		t.Error("an empty cluster picked an endpoint")
 	}
 }
@@ -230,5 +230,22 @@ func TestOutlierEjection(t *testing.T) {
 	now = now.Add(90 * time.Second)
 	if !o.ejected(c)["a"] {
 		t.Error("a second ejection lasts twice the base time")
+	}
+}
+
+func TestLeastRequest(t *testing.T) {
+	b := newBalancer([]Endpoint{{Addr: "a", Weight: 1}, {Addr: "b", Weight: 1}}, true)
+	_, releaseA, _ := b.acquire(map[string]bool{"b": true})
+	for range 50 {
+		addr, release, ok := b.acquire(nil)
+		if !ok || addr != "b" {
+			t.Fatalf("picked %s with a request in flight on a and none on b", addr)
+		}
+		release()
+		release() // idempotent
+	}
+	releaseA()
+	if b.inflight[0].Load() != 0 || b.inflight[1].Load() != 0 {
+		t.Errorf("in flight after every release: a %d, b %d", b.inflight[0].Load(), b.inflight[1].Load())
 	}
 }

@@ -191,7 +191,7 @@ func (s *state) build() *Config {
 				cfg.Complete = false
 			}
 		}
-		c.balancer = newBalancer(c.Endpoints)
+		c.balancer = newBalancer(c.Endpoints, c.LeastRequest)
 		cfg.Clusters[c.Name] = &c
 	}
 	return cfg

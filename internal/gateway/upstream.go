@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -11,16 +12,20 @@ import (
 // balancer picks endpoints by smooth weighted round-robin (nginx's): every
 // pick adds each endpoint's weight to its credit and takes the endpoint
 // with the most, which then pays the total. Picks interleave in proportion
-// to the weights.
+// to the weights. A least-request balancer picks the less loaded of two
+// random endpoints (requests in flight over weight), as Envoy does.
 type balancer struct {
+	eps          []Endpoint
+	leastRequest bool
+	inflight     []atomic.Int64
+
 	mu     sync.Mutex // guards credit
-	eps    []Endpoint
 	credit []float64
 	total  float64
 }
 
-func newBalancer(eps []Endpoint) *balancer {
-	b := &balancer{eps: eps, credit: make([]float64, len(eps))}
+func newBalancer(eps []Endpoint, leastRequest bool) *balancer {
+	b := &balancer{eps: eps, leastRequest: leastRequest, credit: make([]float64, len(eps)), inflight: make([]atomic.Int64, len(eps))}
 	for _, e := range eps {
 		b.total += e.Weight
 	}
@@ -33,12 +38,38 @@ func (b *balancer) pick(skip map[string]bool) (string, bool) {
 	if len(b.eps) == 0 {
 		return "", false
 	}
+	return b.eps[b.roundRobin(skip)].Addr, true
+}
+
+// acquire picks an endpoint, avoiding skip, and counts a request to it in
+// flight until release is called.
+func (b *balancer) acquire(skip map[string]bool) (addr string, release func(), ok bool) {
+	if len(b.eps) == 0 {
+		return "", nil, false
+	}
+	var i int
+	if b.leastRequest && len(b.eps) > 1 {
+		i = b.twoChoices(skip)
+	} else {
+		i = b.roundRobin(skip)
+	}
+	b.inflight[i].Add(1)
+	return b.eps[i].Addr, sync.OnceFunc(func() { b.inflight[i].Add(-1) }), true
+}
+
+// usable says whether endpoint i may be picked: not skipped, unless every
+// endpoint is.
+func (b *balancer) usable(i int, skip map[string]bool) bool {
+	return !skip[b.eps[i].Addr] || len(skip) >= len(b.eps)
+}
+
+func (b *balancer) roundRobin(skip map[string]bool) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	best := -1
 	for i, e := range b.eps {
 		b.credit[i] += e.Weight
-		if skip[e.Addr] && len(skip) < len(b.eps) {
+		if !b.usable(i, skip) {
 			continue
 		}
 		if best < 0 || b.credit[i] > b.credit[best] {
@@ -49,7 +80,33 @@ func (b *balancer) pick(skip map[string]bool) (string, bool) {
 		best = 0
 	}
 	b.credit[best] -= b.total
-	return b.eps[best].Addr, true
+	return best
+}
+
+// twoChoices picks the less loaded of two random usable endpoints.
+func (b *balancer) twoChoices(skip map[string]bool) int {
+	var usable []int
+	for i := range b.eps {
+		if b.usable(i, skip) {
+			usable = append(usable, i)
+		}
+	}
+	if len(usable) == 0 {
+		return 0
+	}
+	if len(usable) == 1 {
+		return usable[0]
+	}
+	x := rand.IntN(len(usable))
+	y := rand.IntN(len(usable) - 1)
+	if y >= x {
+		y++
+	}
+	i, j := usable[x], usable[y]
+	if float64(b.inflight[j].Load())/b.eps[j].Weight < float64(b.inflight[i].Load())/b.eps[i].Weight {
+		return j
+	}
+	return i
 }
 
 // transports keeps one pooled transport per cluster and protocol, across

@@ -56,8 +56,10 @@ type echo struct {
 	name string
 	port int
 
-	// status, when not 0, answers every request with it.
+	// status, when not 0, answers every request with it; delay delays
+	// every answer.
 	status int
+	delay  time.Duration
 
 	mu       sync.Mutex // guards received, failed
 	received []echoed
@@ -93,6 +95,7 @@ func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 	q := r.URL.Query()
+	time.Sleep(e.delay)
 	if d, err := time.ParseDuration(q.Get("sleep")); err == nil {
 		select {
 		case <-time.After(d):

@@ -12,6 +12,18 @@ import (
 
 var backendPolicies = client.ResourceOf(resource.BackendPolicyKind)
 
+// addPool applies a Service selecting app=name and an Endpoint per
+// upstream, named after it.
+func (e *env) addPool(name string, ups ...*echo) {
+	e.t.Helper()
+	e.apply(services, name, serviceObj(name, "http"))
+	for _, u := range ups {
+		ep := endpointObj(u.name, u.port)
+		ep["metadata"].(map[string]any)["labels"] = map[string]string{"app": name}
+		e.apply(endpoints, u.name, ep)
+	}
+}
+
 // backendPolicy is a BackendPolicy named like the Service it targets,
 // with one field of its spec.
 func backendPolicy(service, field string, value map[string]any) map[string]any {
@@ -30,13 +42,7 @@ func TestOutlierDetection(t *testing.T) {
 	e := startEnv(t)
 	good, bad := startEcho(t, "pool-good"), startEcho(t, "pool-bad")
 	bad.status = 500
-	svc := serviceObj("pool", "http")
-	e.apply(services, "pool", svc)
-	for name, u := range map[string]*echo{"pool-good": good, "pool-bad": bad} {
-		ep := endpointObj(name, u.port)
-		ep["metadata"].(map[string]any)["labels"] = map[string]string{"app": "pool"}
-		e.apply(endpoints, name, ep)
-	}
+	e.addPool("pool", good, bad)
 	e.apply(backendPolicies, "pool", backendPolicy("pool", "outlierDetection", map[string]any{"consecutive5xx": 3, "baseEjectionTime": "1m", "maxEjectionPercent": 50}))
 	e.apply(httpRoutes, "pool", httpRoute("pool", nil, map[string]any{
 		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/pool"}}},
@@ -102,5 +108,32 @@ func TestCircuitBreaker(t *testing.T) {
 	t.Logf("%d concurrent requests with maxRequests 2: %v", n, count)
 	if count[200] != 2 || count[503] != n-2 {
 		t.Errorf("statuses %v, want 2 × 200 and %d × 503", count, n-2)
+	}
+}
+
+// TestLeastRequest: with a BackendPolicy's LeastRequest balancer, a slow
+// Endpoint (more requests in flight) gets fewer requests than a fast one;
+// round-robin would split them evenly.
+func TestLeastRequest(t *testing.T) {
+	e := startEnv(t)
+	fast, slow := startEcho(t, "lr-fast"), startEcho(t, "lr-slow")
+	slow.delay = 50 * time.Millisecond
+	e.addPool("lr", fast, slow)
+	e.apply(backendPolicies, "lr", backendPolicy("lr", "loadBalancer", map[string]any{"type": "LeastRequest"}))
+	e.apply(httpRoutes, "lr", httpRoute("lr", nil, map[string]any{
+		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/lr"}}},
+		"backendRefs": []any{backend("lr", 1)},
+	}))
+	e.waitFor("least-request on both endpoints in the gateway's config", 10*time.Second, func() (bool, string) {
+		c := e.gw.Config().Clusters["lr.default"]
+		return c != nil && c.LeastRequest && len(c.Endpoints) == 2, fmt.Sprintf("%+v", c)
+	})
+	l := e.startLoad("/lr", 8)
+	e.waitRequests(l, 400)
+	l.finish(t, "least-request")
+	f, s := len(fast.requests("/lr")), len(slow.requests("/lr"))
+	t.Logf("lr-fast served %d, lr-slow (50 ms slower) %d", f, s)
+	if f < 4*s {
+		t.Errorf("lr-fast served %d requests and lr-slow %d, want the fast one at least 4 times as many", f, s)
 	}
 }
