@@ -212,6 +212,8 @@ type Forward struct {
 	Timeout time.Duration
 	Retry   *RetryPolicy
 	Mirrors []Mirror
+	// Hash is what a ring-hash cluster hashes requests on, in order.
+	Hash []HashPolicy
 }
 
 // WeightedCluster is one cluster of a forward and its weight.
@@ -306,13 +308,32 @@ type Cluster struct {
 	Loaded bool
 	// Outlier is its outlier detection, nil for none.
 	Outlier *OutlierPolicy
-	// LeastRequest picks endpoints by least requests in flight instead of
-	// round-robin.
-	LeastRequest bool
+	// LB is how it picks endpoints.
+	LB LBPolicy
 	// MaxRequests is its circuit breaker: the most requests in flight to
 	// it, 0 for no limit.
 	MaxRequests int
 	balancer    *balancer
+}
+
+// LBPolicy is how a cluster picks endpoints.
+type LBPolicy int
+
+// The load balancing policies.
+const (
+	RoundRobin LBPolicy = iota
+	LeastRequest
+	// RingHash maps a request's hash (its route's hash policy) to an
+	// endpoint on a consistent hash ring; a request without a hash goes
+	// round-robin.
+	RingHash
+)
+
+// HashPolicy is what a route hashes a request on: a header, a cookie or
+// the client's address.
+type HashPolicy struct {
+	Header, Cookie string
+	SourceIP       bool
 }
 
 // Endpoint is one upstream address and its effective weight (its locality's

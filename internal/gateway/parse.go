@@ -332,6 +332,16 @@ func parseForward(a *routev3.RouteAction) (*Forward, error) {
 		}
 		f.Retry = p
 	}
+	for _, h := range a.GetHashPolicy() {
+		switch p := h.GetPolicySpecifier().(type) {
+		case *routev3.RouteAction_HashPolicy_Header_:
+			f.Hash = append(f.Hash, HashPolicy{Header: p.Header.GetHeaderName()})
+		case *routev3.RouteAction_HashPolicy_Cookie_:
+			f.Hash = append(f.Hash, HashPolicy{Cookie: p.Cookie.GetName()})
+		case *routev3.RouteAction_HashPolicy_ConnectionProperties_:
+			f.Hash = append(f.Hash, HashPolicy{SourceIP: p.ConnectionProperties.GetSourceIp()})
+		}
+	}
 	for _, m := range a.GetRequestMirrorPolicies() {
 		mirror := Mirror{Cluster: m.GetCluster(), Fraction: 1}
 		if rf := m.GetRuntimeFraction(); rf != nil {
@@ -405,14 +415,20 @@ func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
 }
 
 // parseCluster reads a CDS Cluster: EDS (or static, with an inline load
-// assignment), HTTP/1.1 or HTTP/2 upstream, round-robin or least-request.
-// Other balancing policies (ring hash, random) fall back to round-robin,
+// assignment), HTTP/1.1 or HTTP/2 upstream, round-robin, least-request or
+// ring hash (Maglev too). Other policies (random) fall back to round-robin,
 // and circuit breaker thresholds but max_requests are not applied yet.
 func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := c.Validate(); err != nil {
 		return nil, invalid("cluster %q: %v", c.GetName(), err)
 	}
-	out := &Cluster{Name: c.GetName(), Outlier: parseOutlier(c.GetOutlierDetection()), LeastRequest: c.GetLbPolicy() == clusterv3.Cluster_LEAST_REQUEST}
+	out := &Cluster{Name: c.GetName(), Outlier: parseOutlier(c.GetOutlierDetection())}
+	switch c.GetLbPolicy() {
+	case clusterv3.Cluster_LEAST_REQUEST:
+		out.LB = LeastRequest
+	case clusterv3.Cluster_RING_HASH, clusterv3.Cluster_MAGLEV:
+		out.LB = RingHash
+	}
 	switch c.GetType() {
 	case clusterv3.Cluster_EDS:
 		out.EDSName = c.GetName()

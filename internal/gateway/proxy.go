@@ -277,6 +277,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			g.mirror(cfg, m, r, body, path, host, mods)
 		}
 	}
+	hash, hashed := requestHash(f.Hash, r)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -302,6 +303,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			body:     body,
 			buffered: buffered && !isUpgrade(r),
 			info:     info,
+			hash:     hash,
+			hashed:   hashed,
 		},
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
@@ -330,6 +333,26 @@ type bufferPool struct{ pool sync.Pool }
 func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
 func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
+// requestHash hashes a request by the first of policies that applies to
+// it.
+func requestHash(policies []HashPolicy, r *http.Request) (uint64, bool) {
+	for _, p := range policies {
+		switch {
+		case p.Header != "":
+			if v := r.Header.Values(p.Header); len(v) > 0 {
+				return hashString(strings.Join(v, ",")), true
+			}
+		case p.Cookie != "":
+			if c, err := r.Cookie(p.Cookie); err == nil {
+				return hashString(c.Value), true
+			}
+		case p.SourceIP:
+			return hashString(stripPort(r.RemoteAddr)), true
+		}
+	}
+	return 0, false
+}
+
 // upstream is the RoundTripper of one forward: it picks an endpoint of the
 // cluster for each attempt, and retries by the route's policy.
 type upstream struct {
@@ -341,6 +364,9 @@ type upstream struct {
 	body     []byte
 	buffered bool
 	info     *request
+	// hash is the request's hash for a ring-hash cluster, when hashed.
+	hash   uint64
+	hashed bool
 }
 
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -363,7 +389,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 			}
 		}
-		addr, release, ok := u.cluster.balancer.acquire(tried)
+		addr, release, ok := u.cluster.balancer.acquire(tried, u.hash, u.hashed)
 		if !ok {
 			return nil, errNoEndpoints
 		}

@@ -140,7 +140,7 @@ func TestInvalidRoutesAreRefused(t *testing.T) {
 }
 
 func TestBalancerWeights(t *testing.T) {
-	b := newBalancer([]Endpoint{{Addr: "a", Weight: 3}, {Addr: "b", Weight: 1}}, false)
+	b := newBalancer([]Endpoint{{Addr: "a", Weight: 3}, {Addr: "b", Weight: 1}}, RoundRobin)
 	counts := map[string]int{}
 	for range 400 {
 		addr, _ := b.pick(nil)
@@ -152,7 +152,7 @@ func TestBalancerWeights(t *testing.T) {
 	if addr, _ := b.pick(map[string]bool{"a": true}); addr != "b" {
 		t.Errorf("pick avoiding a: %s", addr)
 	}
-	if _, ok := newBalancer(nil, false).pick(nil); ok {
+	if _, ok := newBalancer(nil, RoundRobin).pick(nil); ok {
 		t.Error("an empty cluster picked an endpoint")
 	}
 }
@@ -234,10 +234,10 @@ func TestOutlierEjection(t *testing.T) {
 }
 
 func TestLeastRequest(t *testing.T) {
-	b := newBalancer([]Endpoint{{Addr: "a", Weight: 1}, {Addr: "b", Weight: 1}}, true)
-	_, releaseA, _ := b.acquire(map[string]bool{"b": true})
+	b := newBalancer([]Endpoint{{Addr: "a", Weight: 1}, {Addr: "b", Weight: 1}}, LeastRequest)
+	_, releaseA, _ := b.acquire(map[string]bool{"b": true}, 0, false)
 	for range 50 {
-		addr, release, ok := b.acquire(nil)
+		addr, release, ok := b.acquire(nil, 0, false)
 		if !ok || addr != "b" {
 			t.Fatalf("picked %s with a request in flight on a and none on b", addr)
 		}

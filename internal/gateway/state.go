@@ -191,7 +191,7 @@ func (s *state) build() *Config {
 				cfg.Complete = false
 			}
 		}
-		c.balancer = newBalancer(c.Endpoints, c.LeastRequest)
+		c.balancer = newBalancer(c.Endpoints, c.LB)
 		cfg.Clusters[c.Name] = &c
 	}
 	return cfg

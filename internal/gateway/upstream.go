@@ -1,9 +1,14 @@
 package gateway
 
 import (
+	"cmp"
+	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,18 +23,56 @@ type balancer struct {
 	eps          []Endpoint
 	leastRequest bool
 	inflight     []atomic.Int64
+	// ring, for a ring-hash balancer, holds points on a hash ring, about
+	// ringSize of them shared by weight, sorted by hash.
+	ring []ringPoint
 
 	mu     sync.Mutex // guards credit
 	credit []float64
 	total  float64
 }
 
-func newBalancer(eps []Endpoint, leastRequest bool) *balancer {
-	b := &balancer{eps: eps, leastRequest: leastRequest, credit: make([]float64, len(eps)), inflight: make([]atomic.Int64, len(eps))}
+type ringPoint struct {
+	hash uint64
+	ep   int
+}
+
+const ringSize = 1024
+
+func newBalancer(eps []Endpoint, policy LBPolicy) *balancer {
+	b := &balancer{eps: eps, leastRequest: policy == LeastRequest, credit: make([]float64, len(eps)), inflight: make([]atomic.Int64, len(eps))}
 	for _, e := range eps {
 		b.total += e.Weight
 	}
+	if policy == RingHash {
+		for i, e := range eps {
+			n := max(1, int(math.Round(ringSize*e.Weight/b.total)))
+			for k := range n {
+				b.ring = append(b.ring, ringPoint{hash: hashString(e.Addr + "#" + strconv.Itoa(k)), ep: i})
+			}
+		}
+		slices.SortFunc(b.ring, func(x, y ringPoint) int { return cmp.Compare(x.hash, y.hash) })
+	}
 	return b
+}
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// byHash is the endpoint the ring maps hash to: the first point at or after
+// it, the next usable one if skipped.
+func (b *balancer) byHash(hash uint64, skip map[string]bool) int {
+	start, _ := slices.BinarySearchFunc(b.ring, hash, func(p ringPoint, h uint64) int { return cmp.Compare(p.hash, h) })
+	for k := range b.ring {
+		p := b.ring[(start+k)%len(b.ring)]
+		if b.usable(p.ep, skip) {
+			return p.ep
+		}
+	}
+	return b.ring[start%len(b.ring)].ep
 }
 
 // pick returns an endpoint address, avoiding the ones in skip when there is
@@ -42,13 +85,16 @@ func (b *balancer) pick(skip map[string]bool) (string, bool) {
 }
 
 // acquire picks an endpoint, avoiding skip, and counts a request to it in
-// flight until release is called.
-func (b *balancer) acquire(skip map[string]bool) (addr string, release func(), ok bool) {
+// flight until release is called. hash, when hashed, is the request's hash
+// for a ring-hash balancer.
+func (b *balancer) acquire(skip map[string]bool, hash uint64, hashed bool) (addr string, release func(), ok bool) {
 	if len(b.eps) == 0 {
 		return "", nil, false
 	}
 	var i int
-	if b.leastRequest && len(b.eps) > 1 {
+	if len(b.ring) > 0 && hashed {
+		i = b.byHash(hash, skip)
+	} else if b.leastRequest && len(b.eps) > 1 {
 		i = b.twoChoices(skip)
 	} else {
 		i = b.roundRobin(skip)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice/sluice/internal/client"
+	"github.com/sluice/sluice/internal/gateway"
 	"github.com/sluice/sluice/internal/resource"
 )
 
@@ -22,6 +23,25 @@ func (e *env) addPool(name string, ups ...*echo) {
 		ep["metadata"].(map[string]any)["labels"] = map[string]string{"app": name}
 		e.apply(endpoints, u.name, ep)
 	}
+}
+
+// routePrefix applies an HTTPRoute sending a path prefix to a Service.
+func (e *env) routePrefix(name, prefix, service string) {
+	e.t.Helper()
+	e.apply(httpRoutes, name, httpRoute(name, nil, map[string]any{
+		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": prefix}}},
+		"backendRefs": []any{backend(service, 1)},
+	}))
+}
+
+// waitCluster waits until the gateway's config has a cluster for which
+// cond holds.
+func (e *env) waitCluster(name, what string, cond func(*gateway.Cluster) bool) {
+	e.t.Helper()
+	e.waitFor(what, 10*time.Second, func() (bool, string) {
+		c := e.gw.Config().Clusters[name]
+		return c != nil && cond(c), fmt.Sprintf("%+v", c)
+	})
 }
 
 // backendPolicy is a BackendPolicy named like the Service it targets,
@@ -44,14 +64,8 @@ func TestOutlierDetection(t *testing.T) {
 	bad.status = 500
 	e.addPool("pool", good, bad)
 	e.apply(backendPolicies, "pool", backendPolicy("pool", "outlierDetection", map[string]any{"consecutive5xx": 3, "baseEjectionTime": "1m", "maxEjectionPercent": 50}))
-	e.apply(httpRoutes, "pool", httpRoute("pool", nil, map[string]any{
-		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/pool"}}},
-		"backendRefs": []any{backend("pool", 1)},
-	}))
-	e.waitFor("both pool endpoints in the gateway's config", 10*time.Second, func() (bool, string) {
-		c := e.gw.Config().Clusters["pool.default"]
-		return c != nil && len(c.Endpoints) == 2 && c.Outlier != nil, "not yet"
-	})
+	e.routePrefix("pool", "/pool", "pool")
+	e.waitCluster("pool.default", "both pool endpoints in the gateway's config", func(c *gateway.Cluster) bool { return len(c.Endpoints) == 2 && c.Outlier != nil })
 	const n = 200
 	failed := 0
 	for range n {
@@ -77,14 +91,8 @@ func TestOutlierDetection(t *testing.T) {
 func TestCircuitBreaker(t *testing.T) {
 	e := startEnv(t)
 	e.apply(backendPolicies, "echo-b", backendPolicy("echo-b", "circuitBreaker", map[string]any{"maxRequests": 2}))
-	e.apply(httpRoutes, "cb", httpRoute("cb", nil, map[string]any{
-		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/cb"}}},
-		"backendRefs": []any{backend("echo-b", 1)},
-	}))
-	e.waitFor("the circuit breaker in the gateway's config", 10*time.Second, func() (bool, string) {
-		c := e.gw.Config().Clusters["echo-b.default"]
-		return c != nil && c.MaxRequests == 2 && len(c.Endpoints) == 1, fmt.Sprintf("%+v", c)
-	})
+	e.routePrefix("cb", "/cb", "echo-b")
+	e.waitCluster("echo-b.default", "the circuit breaker in the gateway's config", func(c *gateway.Cluster) bool { return c.MaxRequests == 2 && len(c.Endpoints) == 1 })
 	e.waitRoute("/cb", "")
 	const n = 6
 	statuses := make(chan int, n)
@@ -120,14 +128,8 @@ func TestLeastRequest(t *testing.T) {
 	slow.delay = 50 * time.Millisecond
 	e.addPool("lr", fast, slow)
 	e.apply(backendPolicies, "lr", backendPolicy("lr", "loadBalancer", map[string]any{"type": "LeastRequest"}))
-	e.apply(httpRoutes, "lr", httpRoute("lr", nil, map[string]any{
-		"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/lr"}}},
-		"backendRefs": []any{backend("lr", 1)},
-	}))
-	e.waitFor("least-request on both endpoints in the gateway's config", 10*time.Second, func() (bool, string) {
-		c := e.gw.Config().Clusters["lr.default"]
-		return c != nil && c.LeastRequest && len(c.Endpoints) == 2, fmt.Sprintf("%+v", c)
-	})
+	e.routePrefix("lr", "/lr", "lr")
+	e.waitCluster("lr.default", "least-request on both endpoints in the gateway's config", func(c *gateway.Cluster) bool { return c.LB == gateway.LeastRequest && len(c.Endpoints) == 2 })
 	l := e.startLoad("/lr", 8)
 	e.waitRequests(l, 400)
 	l.finish(t, "least-request")
@@ -135,5 +137,51 @@ func TestLeastRequest(t *testing.T) {
 	t.Logf("lr-fast served %d, lr-slow (50 ms slower) %d", f, s)
 	if f < 4*s {
 		t.Errorf("lr-fast served %d requests and lr-slow %d, want the fast one at least 4 times as many", f, s)
+	}
+}
+
+// TestRingHash: with a BackendPolicy's RingHash balancer hashing on a
+// header, every request of one header value goes to one Endpoint, and the
+// values spread over both.
+func TestRingHash(t *testing.T) {
+	e := startEnv(t)
+	one, two := startEcho(t, "rh-1"), startEcho(t, "rh-2")
+	e.addPool("rh", one, two)
+	e.apply(backendPolicies, "rh", backendPolicy("rh", "loadBalancer", map[string]any{"type": "RingHash", "hashOn": map[string]any{"header": "x-user"}}))
+	e.routePrefix("rh", "/rh", "rh")
+	e.waitCluster("rh.default", "ring hash on both endpoints in the gateway's config", func(c *gateway.Cluster) bool { return c.LB == gateway.RingHash && len(c.Endpoints) == 2 })
+	e.waitFor("the route hashing on x-user", 10*time.Second, func() (bool, string) {
+		l := e.gw.Config().Listeners[e.port]
+		for _, vh := range l.Routes.VirtualHosts {
+			for _, r := range vh.Routes {
+				if r.Forward != nil && r.Forward.Clusters[0].Name == "rh.default" && len(r.Forward.Hash) == 1 {
+					return true, ""
+				}
+			}
+		}
+		return false, "no hash policy yet"
+	})
+	byUser := map[string]map[string]int{}
+	served := map[string]int{}
+	for u := range 20 {
+		user := fmt.Sprintf("user-%d", u)
+		byUser[user] = map[string]int{}
+		for range 5 {
+			r, err := e.do("GET", "/rh", "", map[string]string{"x-user": user}, "")
+			if err != nil || r.echo == nil {
+				t.Fatalf("user %s: %v %d %s", user, err, r.status, r.body)
+			}
+			byUser[user][r.echo.Upstream]++
+			served[r.echo.Upstream]++
+		}
+	}
+	for user, ups := range byUser {
+		if len(ups) != 1 {
+			t.Errorf("%s went to %v, want one endpoint", user, ups)
+		}
+	}
+	t.Logf("20 users × 5 requests: %v", served)
+	if served["rh-1"] == 0 || served["rh-2"] == 0 {
+		t.Errorf("every user went to one endpoint: %v", served)
 	}
 }
