@@ -27,12 +27,15 @@
 // a direct response, a redirect, or a forward to a cluster chosen by weight,
 // with header modifiers, rewrites, mirrors, a timeout and retries. Upstreams
 // (upstream.go) keep a pooled transport per cluster across config swaps and
-// pick endpoints by smooth weighted round-robin.
+// pick endpoints by smooth weighted round-robin, least request (two random
+// choices) or a consistent hash ring; a cluster's circuit breaker caps its
+// requests in flight, and its outlier detection (outlier.go) ejects
+// endpoints that fail in a row.
 //
 // The admin server (admin.go) serves /ready, /stats (Prometheus) and
 // /config_dump (the xDS resources in force, as JSON).
 //
 // It does not own the translation of Sluice resources to xDS (the server's
-// internal/xds). It does not do least-request or ring-hash balancing,
-// outlier detection, circuit breaking or active health checks yet.
+// internal/xds), nor health checking: it serves the endpoints EDS gives it
+// (the server sends only healthy ones).
 package gateway
