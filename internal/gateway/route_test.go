@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"fmt"
 	"math"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -247,5 +249,29 @@ func TestLeastRequest(t *testing.T) {
 	releaseA()
 	if b.inflight[0].Load() != 0 || b.inflight[1].Load() != 0 {
 		t.Errorf("in flight after every release: a %d, b %d", b.inflight[0].Load(), b.inflight[1].Load())
+	}
+}
+
+func TestRingSpread(t *testing.T) {
+	// Addresses and keys that differ only in their last characters, as
+	// ports and user ids do.
+	b := newBalancer([]Endpoint{{Addr: "127.0.0.1:40001", Weight: 1}, {Addr: "127.0.0.1:40002", Weight: 1}, {Addr: "127.0.0.1:40003", Weight: 2}}, RingHash)
+	counts := make([]int, 3)
+	for u := range 4000 {
+		addr, release, _ := b.acquire(nil, hashString(fmt.Sprintf("user-%d", u)), true)
+		release()
+		counts[slices.IndexFunc(b.eps, func(e Endpoint) bool { return e.Addr == addr })]++
+	}
+	for i, want := range []float64{1000, 1000, 2000} {
+		if math.Abs(float64(counts[i])-want) > want/4 {
+			t.Errorf("endpoint %d (weight %v) got %d of 4000 keys, want about %v", i, b.eps[i].Weight, counts[i], want)
+		}
+	}
+	again, release, _ := b.acquire(nil, hashString("user-7"), true)
+	release()
+	first, release2, _ := b.acquire(nil, hashString("user-7"), true)
+	release2()
+	if again != first {
+		t.Errorf("user-7 went to %s then %s", again, first)
 	}
 }

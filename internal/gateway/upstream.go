@@ -56,10 +56,16 @@ func newBalancer(eps []Endpoint, policy LBPolicy) *balancer {
 	return b
 }
 
+// hashString is FNV-1a finished with splitmix64's mixer: FNV alone keeps
+// strings that differ in their last bytes (ports, user ids) close on the
+// ring. It is the same in every process, so replicas agree.
 func hashString(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
-	return h.Sum64()
+	z := h.Sum64()
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
 }
 
 // byHash is the endpoint the ring maps hash to: the first point at or after
