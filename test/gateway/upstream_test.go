@@ -99,7 +99,7 @@ func TestCircuitBreaker(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			r, err := e.do("GET", "/cb?sleep=500ms", "", nil, "")
+			r, err := e.do("GET", "/cb?sleep=2s", "", nil, "")
 			if err != nil {
 				statuses <- -1
 				return
