@@ -40,11 +40,16 @@ const GatewayMetadataKey = "sluice.io/gateway"
 //
 // A response goes out at most once per watch: the server opens a new watch
 // with the client's next request.
+//
+// Until the first snapshot is set, requests wait: a proxy that reconnects to
+// a server that has just started must keep its config, not be sent the
+// empty one the server holds before its first translation.
 type Cache struct {
 	log     *slog.Logger
 	metrics *metrics
 
 	mu    sync.Mutex // guards the fields below
+	ready bool       // a snapshot has been set
 	snap  *Snapshot
 	at    time.Time // when the changes in snap were first seen, for push latency
 	sotw  watchIndex[*sotwWatch]
@@ -55,7 +60,8 @@ type Cache struct {
 	contents map[string]*sotwContent
 }
 
-// NewCache returns a cache holding an empty snapshot.
+// NewCache returns a cache holding an empty snapshot, which it serves to
+// nobody: watches wait for SetSnapshot.
 func NewCache(log *slog.Logger, m *metrics) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -91,9 +97,21 @@ func (c *Cache) SetSnapshot(snap *Snapshot, changedAt time.Time) {
 	old := c.snap
 	c.snap, c.at = snap, changedAt
 	c.contents = map[string]*sotwContent{}
+	first := !c.ready
+	c.ready = true
 	scopesChanged := !sameScopes(old, snap)
 	for _, t := range Types {
 		changed := changedNames(old, snap, t)
+		if first {
+			// Every watch so far waited for this snapshot, also those
+			// asking for names it does not hold (they learn that now).
+			for name := range c.sotw.byName[t] {
+				changed[name] = true
+			}
+			for name := range c.delta.byName[t] {
+				changed[name] = true
+			}
+		}
 		if scopesChanged && t == SecretType {
 			// A Secret may have entered or left a Gateway's scope without
 			// changing: every watch naming one must look again.
@@ -110,7 +128,7 @@ func (c *Cache) SetSnapshot(snap *Snapshot, changedAt time.Time) {
 		// once (at 10,000 proxyless clients of one service, once in all).
 		for _, w := range c.sotw.affected(t, changed) {
 			content := c.sotwContent(w.req, w.sub)
-			if !sameVersions(content.returned, w.sub.ReturnedResources()) {
+			if (first && w.req.GetResponseNonce() == "") || !sameVersions(content.returned, w.sub.ReturnedResources()) {
 				c.send(w, content.response(w.req))
 			}
 		}
@@ -144,9 +162,14 @@ func sameScopes(a, b *Snapshot) bool {
 		return false
 	}
 	for gw, types := range a.scopes {
+		// A type only b scopes (a Gateway's first route adds its
+		// clusters) is a change too.
+		if len(types) != len(b.scopes[gw]) {
+			return false
+		}
 		for t, names := range types {
-			other := b.scopes[gw][t]
-			if len(other) != len(names) {
+			other, ok := b.scopes[gw][t]
+			if !ok || len(other) != len(names) {
 				return false
 			}
 			for i := range names {
@@ -165,12 +188,15 @@ func sameScopes(a, b *Snapshot) bool {
 func (c *Cache) CreateWatch(req *discovery.DiscoveryRequest, sub cache.Subscription, ch chan cache.Response) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	content := c.sotwContent(req, sub)
-	// The first request of a type is answered even when there is nothing to
-	// send: the client learns that what it asked for does not exist.
-	if req.GetResponseNonce() == "" || !sameVersions(content.returned, sub.ReturnedResources()) {
-		ch <- content.response(req) // the server's channel has room for one response per type
-		return func() {}, nil
+	if c.ready {
+		content := c.sotwContent(req, sub)
+		// The first request of a type is answered even when there is
+		// nothing to send: the client learns that what it asked for does
+		// not exist.
+		if req.GetResponseNonce() == "" || !sameVersions(content.returned, sub.ReturnedResources()) {
+			ch <- content.response(req) // the server's channel has room for one response per type
+			return func() {}, nil
+		}
 	}
 	w := &sotwWatch{req: req, sub: sub, ch: ch}
 	c.sotw.add(w, req.GetTypeUrl(), sub)
@@ -186,7 +212,7 @@ func (c *Cache) CreateWatch(req *discovery.DiscoveryRequest, sub cache.Subscript
 func (c *Cache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if resp, ok := c.deltaResponse(req, sub); ok {
+	if resp, ok := c.deltaResponse(req, sub); ok && c.ready {
 		ch <- resp
 		return func() {}, nil
 	}

@@ -383,3 +383,31 @@ func TestDelta(t *testing.T) {
 		t.Fatalf("reconnect with initial versions: changed %q removed %q, want only a (c is current)", ch, rm)
 	}
 }
+
+// TestNothingBeforeTheFirstSnapshot: a proxy that connects before the
+// server's first translation (a server that has just restarted) is sent
+// nothing until it, rather than an empty config; then it gets what it asked
+// for, also a name the snapshot lacks (answered empty).
+func TestNothingBeforeTheFirstSnapshot(t *testing.T) {
+	s, conn := startServer(t)
+	c := newSotw(t, conn, "node-1")
+	c.send(&discovery.DiscoveryRequest{ResourceNames: []string{"a", "missing"}})
+	wild := newSotw(t, conn, "node-2")
+	wild.send(&discovery.DiscoveryRequest{TypeUrl: ClusterType})
+	c.quiet(300 * time.Millisecond)
+	wild.quiet(0)
+
+	s.Cache.SetSnapshot(clusters(t, map[string]int64{"a": 1, "b": 1}), time.Time{})
+	if r := c.recv(); names(r) != "a" {
+		t.Errorf("after the first snapshot: %q, want a", names(r))
+	}
+	if r := wild.recv(); names(r) != "a,b" {
+		t.Errorf("wildcard after the first snapshot: %q, want a,b", names(r))
+	}
+
+	other := newSotw(t, conn, "node-3")
+	other.send(&discovery.DiscoveryRequest{ResourceNames: []string{"missing"}})
+	if r := other.recv(); len(r.Resources) != 0 {
+		t.Errorf("a name the snapshot lacks: %d resources, want an empty answer", len(r.Resources))
+	}
+}
