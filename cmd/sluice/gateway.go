@@ -55,6 +55,8 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&opts.BindAddress, "bind-address", "0.0.0.0", "address the listeners bind on, at the ports of the Gateway's listeners")
 	f.StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:9901", "address of the admin server (/ready, /stats, /config_dump); empty disables it")
 	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 15*time.Second, "how long a removed listener, or the gateway at shutdown, waits for requests in flight")
+	f.StringVar(&opts.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OTLP gRPC trace receiver (plaintext); empty turns tracing off, and a request's traceparent then reaches the upstream unchanged")
+	f.Float64Var(&opts.TraceSampleRatio, "trace-sample-ratio", 1.0, "fraction, 0 to 1, of the traces started at the gateway that are sampled; a request with a traceparent follows its caller's sampling decision")
 	f.StringVar(&accessLog, "access-log", "", "write a JSON line per request to stdout, stderr or this file (empty: no access log)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

@@ -47,6 +47,14 @@ type Options struct {
 	// Version is reported to the control plane as the node's user agent
 	// version.
 	Version string
+	// OTLPEndpoint is the host:port of an OTLP gRPC trace receiver; ""
+	// turns tracing off (a request's traceparent then reaches the upstream
+	// unchanged).
+	OTLPEndpoint string
+	// TraceSampleRatio is the fraction, 0 to 1, of the traces started at
+	// the gateway that are sampled; a request that carries a traceparent
+	// follows its caller's decision.
+	TraceSampleRatio float64
 }
 
 // Gateway is the data plane: an xDS client, the listeners and upstreams it
@@ -74,6 +82,9 @@ type Gateway struct {
 	started   chan struct{}
 	adminAddr string // set before started is closed
 
+	// tracing is set by Run before any listener serves; nil for off.
+	tracing *tracing
+
 	// bg runs the mirrored requests, until bgCtx ends.
 	bg    sync.WaitGroup
 	bgCtx context.Context
@@ -87,6 +98,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.XDSServer == "" {
 		return nil, errors.New("gateway: --xds-server is required")
+	}
+	if opts.OTLPEndpoint != "" && !(opts.TraceSampleRatio >= 0 && opts.TraceSampleRatio <= 1) {
+		return nil, fmt.Errorf("gateway: --trace-sample-ratio %v: want a number from 0 to 1", opts.TraceSampleRatio)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -160,12 +174,23 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.log.Info("admin server listening", "addr", g.adminAddr)
 	}
 	close(g.started)
+	tr, err := newTracing(ctx, g.opts)
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		return err
+	}
+	g.tracing = tr
+	if tr != nil {
+		g.log.Info("tracing on", "otlp_endpoint", g.opts.OTLPEndpoint, "sample_ratio", g.opts.TraceSampleRatio)
+	}
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	g.bgCtx = bgCtx
 
 	g.log.Info("gateway starting", "gateway", g.opts.Gateway, "node", g.opts.NodeID, "xds_server", g.opts.XDSServer)
 	client := newXDSClient(g.opts.XDSServer, g.node, g.log, g.update, g.metrics)
-	err := client.run(ctx)
+	err = client.run(ctx)
 
 	g.mu.Lock()
 	if g.warming != nil {
@@ -179,6 +204,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.transports.closeAll()
 	if admin != nil {
 		admin.Close()
+	}
+	if terr := tr.shutdown(); terr != nil {
+		g.log.Warn("tracing shutdown", "err", terr)
 	}
 	return err
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // maxBufferedBody is the largest request body the gateway holds to retry or
@@ -76,8 +78,15 @@ func (g *Gateway) handler(port int) http.Handler {
 		cfg := g.cfg.Load()
 		rec := &recorder{ResponseWriter: w}
 		info := &request{listener: name}
+		var span trace.Span
+		if g.tracing != nil {
+			r, span = g.tracing.startServer(r)
+		}
 		if err := g.serve(rec, r, cfg, port, info); err != nil {
 			writeError(rec, r, err, g.log)
+		}
+		if span != nil {
+			finishServer(span, info, rec.status)
 		}
 		took := time.Since(start)
 		g.metrics.observe(info, rec.status, took)
@@ -303,6 +312,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			body:     body,
 			buffered: buffered && !isUpgrade(r),
 			info:     info,
+			tracing:  g.tracing,
 			hash:     hash,
 			hashed:   hashed,
 		},
@@ -364,6 +374,7 @@ type upstream struct {
 	body     []byte
 	buffered bool
 	info     *request
+	tracing  *tracing // nil for off
 	// hash is the request's hash for a ring-hash cluster, when hashed.
 	hash   uint64
 	hashed bool
@@ -410,6 +421,10 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if u.buffered && u.body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(u.body))
 		}
+		var span trace.Span
+		if u.tracing != nil {
+			span = u.tracing.startAttempt(req.Context(), out, u.cluster.Name, addr, i, false)
+		}
 		var timedOut atomic.Bool
 		var timer *time.Timer
 		if u.retry != nil && u.retry.PerTry > 0 {
@@ -425,6 +440,13 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
+		}
+		if span != nil && (err != nil || (!last && u.retry.retriableStatus(status))) {
+			serr := err
+			if serr != nil && timedOut.Load() {
+				serr = errPerTry
+			}
+			finishAttempt(span, status, serr)
 		}
 		if (err == nil || req.Context().Err() == nil) && u.outliers.report(u.cluster, addr, status) {
 			u.log.Info("endpoint ejected", "cluster", u.cluster.Name, "endpoint", addr, "status", status)
@@ -445,17 +467,20 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel()
 			continue
 		}
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel, span: span, status: status}
 		return resp, nil
 	}
 }
 
-// cancelOnClose ends an attempt's context with its response body. It
+// cancelOnClose ends an attempt's context (and span) with its response body. It
 // writes through to the body too: the body of a 101 response is the
 // upgraded connection, which ReverseProxy writes to.
 type cancelOnClose struct {
 	io.ReadCloser
 	cancel context.CancelFunc
+	// span, when tracing, is the attempt's span, ended with the body.
+	span   trace.Span
+	status int
 }
 
 func (c *cancelOnClose) Write(p []byte) (int, error) {
@@ -468,6 +493,9 @@ func (c *cancelOnClose) Write(p []byte) (int, error) {
 
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
+	if c.span != nil {
+		finishAttempt(c.span, c.status, nil)
+	}
 	c.cancel()
 	return err
 }
@@ -494,9 +522,13 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 		mod.Request.Apply(h)
 	}
 	t := g.transports.get(c)
+	parent := trace.SpanContextFromContext(r.Context())
 	g.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(g.bgCtx, 30*time.Second)
 		defer cancel()
+		if parent.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, parent)
+		}
 		u := *r.URL
 		u.Scheme, u.Host, u.Path, u.RawPath = "http", addr, path, ""
 		req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
@@ -505,7 +537,18 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 		}
 		req.Header = h
 		req.Host = stripPort(host) + "-shadow"
+		var span trace.Span
+		if g.tracing != nil {
+			span = g.tracing.startAttempt(ctx, req, m.Cluster, addr, 0, true)
+		}
 		resp, err := t.RoundTrip(req)
+		if span != nil {
+			status := 0
+			if err == nil {
+				status = resp.StatusCode
+			}
+			finishAttempt(span, status, err)
+		}
 		if err != nil {
 			g.log.Debug("mirror failed", "cluster", m.Cluster, "err", err)
 			return

@@ -144,6 +144,8 @@ type env struct {
 	gwDone   chan error
 	upstream map[string]*echo
 	http     *http.Client
+	// gwOpts change the gateway's options (startEnv's opts).
+	gwOpts []func(*gateway.Options)
 }
 
 // freePort returns a loopback port nothing listens on (for the Gateway's
@@ -161,14 +163,15 @@ func freePort(t *testing.T) int {
 // startEnv starts the server with a short xDS debounce, upstreams echo-a,
 // echo-b and echo-mirror with their Services and Endpoints, the Gateway
 // with one HTTP listener on a free port, an HTTPRoute "base" (host
-// base.example.com to echo-a), and the gateway; it returns once the gateway is ready.
-func startEnv(t *testing.T) *env {
+// base.example.com to echo-a), and the gateway, with its options changed by
+// opts; it returns once the gateway is ready.
+func startEnv(t *testing.T, opts ...func(*gateway.Options)) *env {
 	t.Helper()
 	srv := servertest.Start(t, server.Config{
 		XDSDebounceWindow:   20 * time.Millisecond,
 		XDSDebounceMaxDelay: 200 * time.Millisecond,
 	})
-	e := &env{t: t, srv: srv, api: srv.Client(t, ""), port: freePort(t), upstream: map[string]*echo{},
+	e := &env{t: t, srv: srv, api: srv.Client(t, ""), port: freePort(t), upstream: map[string]*echo{}, gwOpts: opts,
 		http: &http.Client{
 			Timeout:       10 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -281,7 +284,7 @@ func (e *env) apply(r client.Resource, name string, obj any) {
 // stopGateway), and waits until it is ready.
 func (e *env) startGateway() {
 	e.t.Helper()
-	g, err := gateway.New(gateway.Options{
+	opts := gateway.Options{
 		XDSServer:    e.srv.XDSAddr,
 		Gateway:      namespace + "/" + gatewayName,
 		NodeID:       "gw-" + strings.ReplaceAll(e.t.Name(), "/", "-"),
@@ -289,7 +292,11 @@ func (e *env) startGateway() {
 		AdminAddr:    "127.0.0.1:0",
 		DrainTimeout: 2 * time.Second,
 		Logger:       servertest.Logger(),
-	})
+	}
+	for _, o := range e.gwOpts {
+		o(&opts)
+	}
+	g, err := gateway.New(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
