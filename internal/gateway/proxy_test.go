@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // benchGateway is a Gateway holding a config that forwards every request
@@ -32,7 +37,12 @@ func benchGateway(tb testing.TB, upstream string) *Gateway {
 func BenchmarkForward(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello, world\n") }))
 	defer up.Close()
-	h := benchGateway(b, up.URL).handler(80)
+	benchForward(b, benchGateway(b, up.URL))
+}
+
+// benchForward sends GET requests through g's port 80, in parallel.
+func benchForward(b *testing.B, g *Gateway) {
+	h := g.handler(80)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -43,4 +53,86 @@ func BenchmarkForward(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkForwardTraced is BenchmarkForward with tracing on: every request
+// sampled, spans batched to an exporter that drops them.
+func BenchmarkForwardTraced(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello, world\n") }))
+	defer up.Close()
+	g := benchGateway(b, up.URL)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	defer tp.Shutdown(context.Background())
+	g.tracing = &tracing{provider: tp, tracer: tp.Tracer(tracerName)}
+	benchForward(b, g)
+}
+
+// TestTracingSampling: the sampler follows a caller's decision, and uses
+// the ratio for the traces the gateway starts; an unsampled request still
+// carries a traceparent of its trace to the upstream.
+func TestTracingSampling(t *testing.T) {
+	var (
+		mu  sync.Mutex // guards got
+		got []string   // the traceparents the upstream saw
+	)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r.Header.Get("Traceparent"))
+	}))
+	defer up.Close()
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tests := []struct {
+		name        string
+		ratio       float64
+		traceparent string
+		wantSpans   int
+		wantTrace   string // "" for a new one
+		wantFlags   string
+	}{
+		{name: "ratio 0, no caller", ratio: 0, wantSpans: 0, wantFlags: "00"},
+		{name: "ratio 1, no caller", ratio: 1, wantSpans: 2, wantFlags: "01"},
+		{name: "ratio 0, sampled caller", ratio: 0, traceparent: "00-" + caller + "-00f067aa0ba902b7-01", wantSpans: 2, wantTrace: caller, wantFlags: "01"},
+		{name: "ratio 1, unsampled caller", ratio: 1, traceparent: "00-" + caller + "-00f067aa0ba902b7-00", wantSpans: 0, wantTrace: caller, wantFlags: "00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			g := benchGateway(t, up.URL)
+			exp := tracetest.NewInMemoryExporter()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+				sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tt.ratio))))
+			t.Cleanup(func() { tp.Shutdown(context.Background()) })
+			g.tracing = &tracing{provider: tp, tracer: tp.Tracer(tracerName)}
+			req := httptest.NewRequest("GET", "http://example.com/x", nil)
+			if tt.traceparent != "" {
+				req.Header.Set("Traceparent", tt.traceparent)
+			}
+			w := httptest.NewRecorder()
+			g.handler(80).ServeHTTP(w, req)
+			mu.Lock()
+			defer mu.Unlock()
+			if w.Code != 200 || len(got) != 1 {
+				t.Fatalf("status %d, %d upstream requests; want 200 and 1", w.Code, len(got))
+			}
+			if n := len(exp.GetSpans()); n != tt.wantSpans {
+				t.Errorf("%d spans exported; want %d", n, tt.wantSpans)
+			}
+			p := strings.Split(got[0], "-")
+			if len(p) != 4 {
+				t.Fatalf("upstream traceparent %q; want 4 parts", got[0])
+			}
+			if tt.wantTrace != "" && p[1] != tt.wantTrace {
+				t.Errorf("upstream trace id %s; want the caller's %s", p[1], tt.wantTrace)
+			}
+			if tt.wantTrace == "" && p[1] == caller {
+				t.Errorf("upstream trace id %s; want a new one", p[1])
+			}
+			if p[3] != tt.wantFlags {
+				t.Errorf("upstream trace flags %s; want %s", p[3], tt.wantFlags)
+			}
+		})
+	}
 }
