@@ -310,10 +310,9 @@ type Cluster struct {
 	Outlier *OutlierPolicy
 	// LB is how it picks endpoints.
 	LB LBPolicy
-	// MaxRequests is its circuit breaker: the most requests in flight to
-	// it, 0 for no limit.
-	MaxRequests int
-	balancer    *balancer
+	// Limits are its circuit breaker.
+	Limits
+	balancer *balancer
 }
 
 // LBPolicy is how a cluster picks endpoints.

@@ -28,9 +28,12 @@
 // with header modifiers, rewrites, mirrors, a timeout and retries. Upstreams
 // (upstream.go) keep a pooled transport per cluster across config swaps and
 // pick endpoints by smooth weighted round-robin, least request (two random
-// choices) or a consistent hash ring; a cluster's circuit breaker caps its
-// requests in flight, and its outlier detection (outlier.go) ejects
-// endpoints that fail in a row.
+// choices) or a consistent hash ring. A cluster's circuit breaker
+// (breaker.go) caps, as Envoy's thresholds do, its requests in flight, the
+// connections its pool holds (across all its endpoints), the requests
+// waiting for one (beyond them: 503 with x-envoy-overloaded) and its
+// retries in flight; its outlier detection (outlier.go) ejects endpoints
+// that fail in a row.
 //
 // With an OTLP endpoint, tracing (tracing.go) gives each request a server
 // span named after its route, continuing the caller's W3C trace

@@ -13,6 +13,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	updates  *prometheus.CounterVec
+	// overflows counts the requests and retries the clusters' circuit
+	// breakers refused.
+	overflows *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -31,8 +34,12 @@ func newMetrics() *metrics {
 			Name: "sluice_gateway_xds_updates_total",
 			Help: "xDS responses received, by type (LDS, RDS, CDS, EDS, SDS) and result (ack, nack).",
 		}, []string{"type", "result"}),
+		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_circuit_breaker_overflows_total",
+			Help: "Requests and retries a cluster's circuit breaker refused, by cluster and limit (requests, pending, retries).",
+		}, []string{"cluster", "limit"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.updates)
+	m.reg.MustRegister(m.requests, m.latency, m.updates, m.overflows)
 	return m
 }
 
@@ -43,4 +50,10 @@ func (m *metrics) observe(r *request, status int, took time.Duration) {
 	class := strconv.Itoa(status/100) + "xx"
 	m.requests.WithLabelValues(r.listener, r.route, r.cluster, class).Inc()
 	m.latency.WithLabelValues(r.route, r.cluster).Observe(took.Seconds())
+}
+
+// overflow counts a circuit breaker's refusal: limit is requests, pending
+// or retries.
+func (m *metrics) overflow(cluster, limit string) {
+	m.overflows.WithLabelValues(cluster, limit).Inc()
 }

@@ -21,6 +21,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // ErrInvalid is wrapped by every error about a resource the gateway cannot
@@ -416,8 +417,9 @@ func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
 
 // parseCluster reads a CDS Cluster: EDS (or static, with an inline load
 // assignment), HTTP/1.1 or HTTP/2 upstream, round-robin, least-request or
-// ring hash (Maglev too). Other policies (random) fall back to round-robin,
-// and circuit breaker thresholds but max_requests are not applied yet.
+// ring hash (Maglev too). Other policies (random) fall back to round-robin.
+// Its circuit breaker is the thresholds of the default priority, Envoy's
+// defaults for those unset, and no limit for those at the largest value.
 func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := c.Validate(); err != nil {
 		return nil, invalid("cluster %q: %v", c.GetName(), err)
@@ -444,11 +446,7 @@ func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	default:
 		return nil, invalid("cluster %q: unsupported discovery type %v", c.GetName(), c.GetType())
 	}
-	for _, t := range c.GetCircuitBreakers().GetThresholds() {
-		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRequests() != nil && t.GetMaxRequests().GetValue() < math.MaxUint32 {
-			out.MaxRequests = int(t.GetMaxRequests().GetValue())
-		}
-	}
+	out.Limits = parseLimits(c.GetCircuitBreakers())
 	if a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok {
 		var opts httpv3.HttpProtocolOptions
 		if err := anypb.UnmarshalTo(a, &opts, protoUnmarshal); err != nil {
@@ -457,6 +455,33 @@ func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		out.HTTP2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
 	}
 	return out, nil
+}
+
+// parseLimits reads the circuit breaker thresholds of the default
+// priority: Envoy's defaults for those unset, 0 (no limit) for those at the
+// largest value.
+func parseLimits(cb *clusterv3.CircuitBreakers) Limits {
+	var t *clusterv3.CircuitBreakers_Thresholds
+	for _, th := range cb.GetThresholds() {
+		if th.GetPriority() == corev3.RoutingPriority_DEFAULT {
+			t = th
+		}
+	}
+	threshold := func(v *wrapperspb.UInt32Value, def int) int {
+		switch {
+		case v == nil:
+			return def
+		case v.GetValue() == math.MaxUint32:
+			return 0
+		}
+		return int(v.GetValue())
+	}
+	return Limits{
+		MaxConnections:     threshold(t.GetMaxConnections(), defaultMaxConnections),
+		MaxPendingRequests: threshold(t.GetMaxPendingRequests(), defaultMaxPendingRequests),
+		MaxRequests:        threshold(t.GetMaxRequests(), defaultMaxRequests),
+		MaxRetries:         threshold(t.GetMaxRetries(), defaultMaxRetries),
+	}
 }
 
 // parseEndpoints reads a ClusterLoadAssignment into endpoints whose weight

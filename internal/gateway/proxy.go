@@ -40,6 +40,9 @@ var (
 	errPerTry      = &StatusError{http.StatusGatewayTimeout, "upstream per-try timeout"}
 	errTimeout     = &StatusError{http.StatusGatewayTimeout, "upstream request timeout"}
 	errOverflow    = &StatusError{http.StatusServiceUnavailable, "upstream overflow (circuit breaker)"}
+	// errPendingOverflow answers a request that would wait for a connection
+	// beyond the cluster's max_pending_requests.
+	errPendingOverflow = &StatusError{http.StatusServiceUnavailable, "upstream overflow (circuit breaker: pending requests)"}
 )
 
 // writeError is the one place an error becomes a response.
@@ -59,6 +62,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, log *slog.Log
 		log.Debug("upstream error", "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if se == errOverflow || se == errPendingOverflow {
+		w.Header().Set("X-Envoy-Overloaded", "true") // as Envoy marks a circuit breaker's answer
+	}
 	w.WriteHeader(se.Code)
 	io.WriteString(w, se.Msg+"\n")
 }
@@ -240,6 +246,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		return errNoEndpoints
 	}
 	if !g.active.acquire(c) {
+		g.metrics.overflow(c.Name, "requests")
 		return errOverflow
 	}
 	defer g.active.release(c)
@@ -304,7 +311,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			}
 		},
 		Transport: &upstream{
-			t:        g.transports.get(c),
+			pool:     g.transports.get(c),
+			overflow: g.metrics.overflow,
 			outliers: g.outliers,
 			log:      g.log,
 			cluster:  c,
@@ -366,7 +374,8 @@ func requestHash(policies []HashPolicy, r *http.Request) (uint64, bool) {
 // upstream is the RoundTripper of one forward: it picks an endpoint of the
 // cluster for each attempt, and retries by the route's policy.
 type upstream struct {
-	t        *http.Transport
+	pool     *pool
+	overflow func(cluster, limit string) // counts a circuit breaker's refusal
 	outliers *outliers
 	log      *slog.Logger
 	cluster  *Cluster
@@ -387,6 +396,12 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	tried := u.outliers.ejected(u.cluster)
 	delay := time.Duration(0)
+	var releaseRetry func() // the place of the retry in progress
+	defer func() {
+		if releaseRetry != nil {
+			releaseRetry()
+		}
+	}()
 	for i := 0; ; i++ {
 		last := i == tries-1
 		if i > 0 {
@@ -400,8 +415,16 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 			}
 		}
+		releaseConn, err := u.pool.connection(req.Context())
+		if err != nil {
+			if err == errPendingOverflow {
+				u.overflow(u.cluster.Name, "pending")
+			}
+			return nil, err
+		}
 		addr, release, ok := u.cluster.balancer.acquire(tried, u.hash, u.hashed)
 		if !ok {
+			releaseConn()
 			return nil, errNoEndpoints
 		}
 		if !last {
@@ -412,9 +435,15 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		u.info.endpoint = addr
 		ctx, cancelCtx := context.WithCancel(req.Context())
+		releaseRetryOf := releaseRetry
+		releaseRetry = nil // the attempt's end gives it back now
 		cancel := func() {
 			cancelCtx()
 			release()
+			releaseConn()
+			if releaseRetryOf != nil {
+				releaseRetryOf()
+			}
 		}
 		out := req.Clone(ctx)
 		out.URL.Host = addr
@@ -433,7 +462,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				cancel()
 			})
 		}
-		resp, err := u.t.RoundTrip(out)
+		resp, err := u.pool.t.RoundTrip(out)
 		if timer != nil {
 			timer.Stop()
 		}
@@ -456,12 +485,12 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			if timedOut.Load() {
 				err = errPerTry
 			}
-			if !last && req.Context().Err() == nil && u.retry.retriableError(timedOut.Load()) {
+			if !last && req.Context().Err() == nil && u.retry.retriableError(timedOut.Load()) && u.retryAllowed(&releaseRetry) {
 				continue
 			}
 			return nil, err
 		}
-		if !last && u.retry.retriableStatus(resp.StatusCode) {
+		if !last && u.retry.retriableStatus(resp.StatusCode) && u.retryAllowed(&releaseRetry) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 			cancel()
@@ -470,6 +499,19 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel, span: span, status: status}
 		return resp, nil
 	}
+}
+
+// retryAllowed takes a place for a retry in the cluster's max_retries,
+// into *release; false (counted) when they are all in flight: the failure
+// is then returned as it is.
+func (u *upstream) retryAllowed(release *func()) bool {
+	r, ok := u.pool.retry()
+	if !ok {
+		u.overflow(u.cluster.Name, "retries")
+		return false
+	}
+	*release = r
+	return true
 }
 
 // cancelOnClose ends an attempt's context (and span) with its response body. It
@@ -541,7 +583,7 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 		if g.tracing != nil {
 			span = g.tracing.startAttempt(ctx, req, m.Cluster, addr, 0, true)
 		}
-		resp, err := t.RoundTrip(req)
+		resp, err := t.t.RoundTrip(req)
 		if span != nil {
 			status := 0
 			if err == nil {

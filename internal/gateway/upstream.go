@@ -5,13 +5,10 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // balancer picks endpoints by smooth weighted round-robin (nginx's): every
@@ -161,43 +158,36 @@ func (b *balancer) twoChoices(skip map[string]bool) int {
 	return i
 }
 
-// transports keeps one pooled transport per cluster and protocol, across
+// transports keeps one connection pool per cluster and protocol, across
 // config swaps, so a new config does not drop the connections upstream.
 type transports struct {
 	mu sync.Mutex // guards byKey
 	// byKey is by cluster name, with "|h2" for HTTP/2 clusters.
-	byKey map[string]*http.Transport
+	byKey map[string]*pool
 }
 
 func newTransports() *transports {
-	return &transports{byKey: map[string]*http.Transport{}}
+	return &transports{byKey: map[string]*pool{}}
 }
 
-func (ts *transports) get(c *Cluster) *http.Transport {
+// get returns c's pool, under the limits of c's config.
+func (ts *transports) get(c *Cluster) *pool {
 	key := c.Name
 	if c.HTTP2 {
 		key += "|h2"
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if t, ok := ts.byKey[key]; ok {
-		return t
+	p, ok := ts.byKey[key]
+	if !ok {
+		p = newPool(c.HTTP2)
+		ts.byKey[key] = p
 	}
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		DialContext:           d.DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
+	if l := p.limits.Load(); *l != c.Limits {
+		limits := c.Limits
+		p.limits.Store(&limits)
 	}
-	if c.HTTP2 {
-		t.Protocols = new(http.Protocols)
-		t.Protocols.SetUnencryptedHTTP2(true)
-	}
-	ts.byKey[key] = t
-	return t
+	return p
 }
 
 // prune closes the idle connections of the transports of clusters cfg no
@@ -205,13 +195,13 @@ func (ts *transports) get(c *Cluster) *http.Transport {
 func (ts *transports) prune(cfg *Config) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	for key, t := range ts.byKey {
+	for key, p := range ts.byKey {
 		name, h2 := key, false
 		if len(key) > 3 && key[len(key)-3:] == "|h2" {
 			name, h2 = key[:len(key)-3], true
 		}
 		if c, ok := cfg.Clusters[name]; !ok || c.HTTP2 != h2 {
-			t.CloseIdleConnections()
+			p.t.CloseIdleConnections()
 			delete(ts.byKey, key)
 		}
 	}
@@ -220,8 +210,8 @@ func (ts *transports) prune(cfg *Config) {
 func (ts *transports) closeAll() {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	for key, t := range ts.byKey {
-		t.CloseIdleConnections()
+	for key, p := range ts.byKey {
+		p.t.CloseIdleConnections()
 		delete(ts.byKey, key)
 	}
 }

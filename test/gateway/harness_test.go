@@ -61,9 +61,38 @@ type echo struct {
 	status int
 	delay  time.Duration
 
-	mu       sync.Mutex // guards received, failed
+	mu       sync.Mutex // guards received, failed, open, maxOpen
 	received []echoed
 	failed   map[string]bool
+	// open is how many connections it holds open, maxOpen the most it
+	// held at once (since resetMaxOpen).
+	open, maxOpen int
+}
+
+// resetMaxOpen starts counting the most connections held at once anew.
+func (e *echo) resetMaxOpen() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.maxOpen = e.open
+}
+
+// mostOpen is the most connections it held at once.
+func (e *echo) mostOpen() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.maxOpen
+}
+
+func (e *echo) connState(_ net.Conn, state http.ConnState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		e.open++
+		e.maxOpen = max(e.maxOpen, e.open)
+	case http.StateClosed, http.StateHijacked:
+		e.open--
+	}
 }
 
 func startEcho(t *testing.T, name string) *echo {
@@ -73,7 +102,7 @@ func startEcho(t *testing.T, name string) *echo {
 		t.Fatal(err)
 	}
 	e := &echo{name: name, port: ln.Addr().(*net.TCPAddr).Port, failed: map[string]bool{}}
-	srv := &http.Server{Handler: e}
+	srv := &http.Server{Handler: e, ConnState: e.connState}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return e

@@ -89,11 +89,7 @@ func TestOutlierDetection(t *testing.T) {
 // TestCircuitBreaker: with a BackendPolicy's circuitBreaker.maxRequests,
 // requests over that many in flight to the Service get 503 at once.
 func TestCircuitBreaker(t *testing.T) {
-	e := startEnv(t)
-	e.apply(backendPolicies, "echo-b", backendPolicy("echo-b", "circuitBreaker", map[string]any{"maxRequests": 2}))
-	e.routePrefix("cb", "/cb", "echo-b")
-	e.waitCluster("echo-b.default", "the circuit breaker in the gateway's config", func(c *gateway.Cluster) bool { return c.MaxRequests == 2 && len(c.Endpoints) == 1 })
-	e.waitRoute("/cb", "")
+	e := startBreaker(t, "/cb", map[string]any{"maxRequests": 2}, func(c *gateway.Cluster) bool { return c.MaxRequests == 2 })
 	const n = 6
 	statuses := make(chan int, n)
 	var wg sync.WaitGroup
