@@ -128,6 +128,7 @@ var columns = map[string][]column{
 var routeColumns = []column{
 	{header: "HOSTNAMES", value: hostnames},
 	{header: "PARENTS", value: parents},
+	{header: "ACCEPTED", value: accepted},
 	{header: "BACKENDS", wide: true, value: backends},
 }
 
@@ -319,6 +320,31 @@ func condition(v any, typ string) string {
 		}
 	}
 	return "<unknown>"
+}
+
+// accepted sums up a route's Accepted condition over its parents: True when
+// every parent accepted it, else each refusal's reason (describe says more).
+func accepted(o map[string]any) string {
+	var refused []string
+	n := 0
+	for _, p := range items(field(o, "status", "parents")) {
+		for _, c := range items(p["conditions"]) {
+			if c["type"] != "Accepted" {
+				continue
+			}
+			n++
+			if c["status"] != "True" {
+				refused = append(refused, "False:"+text(c["reason"]))
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		return "<unknown>"
+	case len(refused) == 0:
+		return "True"
+	}
+	return joined(refused)
 }
 
 func hostnames(o map[string]any) string {

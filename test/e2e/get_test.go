@@ -54,6 +54,10 @@ func TestGet(t *testing.T) {
 	eventually(t, "greeter-3's health check to fail", func() bool {
 		return strings.Contains(c.ok("get", "ep", "greeter-3"), " unhealthy ")
 	})
+	// The server writes the routes' status (the ACCEPTED column).
+	eventually(t, "the routes' status", func() bool {
+		return strings.Contains(c.ok("get", "httproutes"), " True ") && strings.Contains(c.ok("get", "grpcroutes"), " True ")
+	})
 	// The server writes the Gateway's status (PROGRAMMED in the wide table).
 	eventually(t, "the edge Gateway's status", func() bool {
 		return strings.Contains(c.ok("get", "gw", "edge", "-o", "wide"), " True ")
