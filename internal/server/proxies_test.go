@@ -18,9 +18,8 @@ import (
 	"github.com/sluice/sluice/internal/xds"
 )
 
-// connectProxy opens an ADS stream to addr as node id, asks for a cluster,
-// and keeps the stream open until the test ends.
-func connectProxy(t *testing.T, addr, id string) {
+// adsStream opens an ADS stream to addr, closed when the test ends.
+func adsStream(t *testing.T, addr string) discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -35,6 +34,14 @@ func connectProxy(t *testing.T, addr, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// connectProxy opens an ADS stream to addr as node id, asks for a cluster,
+// and keeps the stream open until the test ends.
+func connectProxy(t *testing.T, addr, id string) {
+	t.Helper()
+	stream := adsStream(t, addr)
 	if err := stream.Send(&discovery.DiscoveryRequest{Node: &core.Node{Id: id}, TypeUrl: xds.ClusterType, ResourceNames: []string{"greeter.default"}}); err != nil {
 		t.Fatal(err)
 	}
