@@ -2,11 +2,9 @@ package consule2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,45 +13,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/sluice/sluice/internal/grpctest"
 	"github.com/sluice/sluice/internal/server"
 )
-
-// backend is a real gRPC server of the interop TestService answering with
-// its ServerId, with the gRPC health service.
-type backend struct {
-	testgrpc.UnimplementedTestServiceServer
-	id     string
-	port   int
-	health *health.Server
-}
-
-func (b *backend) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	resp := &testgrpc.SimpleResponse{}
-	if req.GetFillServerId() {
-		resp.ServerId = b.id
-	}
-	return resp, nil
-}
-
-func startBackend(t *testing.T, id string) *backend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{id: id, port: portOf(t, ln.Addr()), health: health.NewServer()}
-	s := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(s, b)
-	healthpb.RegisterHealthServer(s, b.health)
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
-	return b
-}
 
 // TestRegistrationRoutesThroughXDS: gRPC backends registered through the
 // Consul client (with gRPC health checks) get the RPCs of a proxyless gRPC
@@ -62,11 +26,11 @@ func startBackend(t *testing.T, id string) *backend {
 func TestRegistrationRoutesThroughXDS(t *testing.T) {
 	t.Parallel()
 	s := start(t, server.Config{}, "")
-	backends := []*backend{startBackend(t, "greeter-a"), startBackend(t, "greeter-b")}
+	backends := []*grpctest.Backend{grpctest.Start(t, "greeter-a"), grpctest.Start(t, "greeter-b")}
 	for _, b := range backends {
 		reg := &api.AgentServiceRegistration{
-			ID: b.id, Name: "greeter", Address: "127.0.0.1", Port: b.port, Meta: map[string]string{"protocol": "grpc"},
-			Check: &api.AgentServiceCheck{GRPC: fmt.Sprintf("127.0.0.1:%d", b.port), Interval: "1s"},
+			ID: b.ID, Name: "greeter", Address: "127.0.0.1", Port: b.Port, Meta: map[string]string{"protocol": "grpc"},
+			Check: &api.AgentServiceCheck{GRPC: fmt.Sprintf("127.0.0.1:%d", b.Port), Interval: "1s"},
 		}
 		if err := s.consul.Agent().ServiceRegister(reg); err != nil {
 			t.Fatal(err)
@@ -78,12 +42,12 @@ func TestRegistrationRoutesThroughXDS(t *testing.T) {
 	c.waitServers(t, "both backends answering", 20*time.Second, "greeter-a", "greeter-b")
 
 	// A failing check takes its backend out of traffic.
-	backends[0].health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	backends[0].Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	waitHealth(t, s.consul, "greeter", true, flipTimeout, "greeter-b passing")
 	c.waitServers(t, "only greeter-b answering after greeter-a's check failed", 10*time.Second, "greeter-b")
 
 	// Deregistering takes it out too.
-	backends[0].health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	backends[0].Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	c.waitServers(t, "both backends answering after greeter-a recovered", 10*time.Second, "greeter-a", "greeter-b")
 	if err := s.consul.Agent().ServiceDeregister("greeter-b"); err != nil {
 		t.Fatal(err)

@@ -4,17 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-
 	"github.com/sluice/sluice/internal/client"
+	"github.com/sluice/sluice/internal/grpctest"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/server"
 	"github.com/sluice/sluice/internal/servertest"
@@ -53,37 +50,6 @@ var (
 	requestTimeout = 10 * time.Second
 )
 
-// backend is a real gRPC server of the interop TestService.
-type backend struct {
-	testgrpc.UnimplementedTestServiceServer
-	id   string
-	port int
-}
-
-func (b *backend) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	resp := &testgrpc.SimpleResponse{}
-	if req.GetFillServerId() {
-		resp.ServerId = b.id
-	}
-	return resp, nil
-}
-
-// startBackend serves the TestService as id on a free loopback port until
-// the test ends.
-func startBackend(t *testing.T, id string) *backend {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{id: id, port: lis.Addr().(*net.TCPAddr).Port}
-	s := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(s, b)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	return b
-}
-
 // mesh is a sluice server holding the greeter mesh, with its backends
 // running.
 type mesh struct {
@@ -115,8 +81,8 @@ func startMesh(t *testing.T) *mesh {
 // addBackend starts a backend answering as id and applies its Endpoint.
 func (m *mesh) addBackend(id, version, zone string) {
 	m.t.Helper()
-	b := startBackend(m.t, id)
-	m.apply(endpoints, endpointName(id), endpoint(endpointName(id), version, zone, b.port))
+	b := grpctest.Start(m.t, id)
+	m.apply(endpoints, endpointName(id), endpoint(endpointName(id), version, zone, b.Port))
 }
 
 func (m *mesh) ctx() (context.Context, context.CancelFunc) {
