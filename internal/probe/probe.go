@@ -162,19 +162,26 @@ func critical(output string) Result {
 }
 
 // cutNote ends an output that was cut to resource.MaxCheckOutput bytes.
-var cutNote = fmt.Sprintf(" ... (output cut to %d bytes)", resource.MaxCheckOutput)
+var cutNote = cutNoteFor(resource.MaxCheckOutput)
 
-// clip makes s fit an Endpoint's status: valid UTF-8 (so that a JSON round
-// trip does not change its length) and at most resource.MaxCheckOutput bytes,
-// cut on a rune boundary and ending with cutNote when it was cut.
-func clip(s string) string {
+func cutNoteFor(max int) string { return fmt.Sprintf(" ... (output cut to %d bytes)", max) }
+
+// clip makes a check's output fit an Endpoint's status (see Clip).
+func clip(s string) string { return Clip(s, resource.MaxCheckOutput) }
+
+// Clip makes s fit a status field of max bytes: valid UTF-8 (so that a JSON
+// round trip does not change its length) and at most max bytes, cut on a
+// rune boundary and ending with a note saying so when it was cut. The
+// registry clips heartbeat outputs with it too.
+func Clip(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= resource.MaxCheckOutput {
+	if len(s) <= max {
 		return s
 	}
-	n := resource.MaxCheckOutput - len(cutNote)
+	note := cutNoteFor(max)
+	n := max - len(note)
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + cutNote
+	return s[:n] + note
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice/sluice/internal/apiserver"
+	"github.com/sluice/sluice/internal/probe"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
 )
@@ -48,9 +49,7 @@ func (r *Registry) Heartbeat(ctx context.Context, namespace, name string, state 
 	default:
 		return fmt.Errorf("%w: state %q: must be passing, warning or critical", resource.ErrBadRequest, state)
 	}
-	if len(output) > resource.MaxCheckOutput {
-		output = truncate(output, resource.MaxCheckOutput)
-	}
+	output = probe.Clip(output, resource.MaxCheckOutput)
 	key := namespace + "/" + name
 	r.metrics.heartbeats.Inc()
 	// Known lease: keep it alive, and write the marker only when the state

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -16,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice/sluice/internal/informer"
+	"github.com/sluice/sluice/internal/probe"
 	"github.com/sluice/sluice/internal/resource"
 	"github.com/sluice/sluice/internal/store"
 )
@@ -279,7 +279,7 @@ func (r *Registry) desiredStatus(ctx context.Context, key string, ep *resource.E
 	if st.Message == "" && len(st.Checks) > 0 {
 		st.Message = st.Checks[0].Name + " check: " + st.Checks[0].Output
 	}
-	st.Message = truncate(st.Message, 256)
+	st.Message = probe.Clip(st.Message, 256)
 	if st.Health == ep.Status.Health {
 		st.LastTransitionTime = ep.Status.LastTransitionTime
 	} else {
@@ -348,17 +348,6 @@ func onlyOutputChanged(a, b resource.EndpointStatus) bool {
 		}
 	}
 	return true
-}
-
-// truncate cuts s to at most n bytes on a UTF-8 boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 func isLeaseNotFound(err error) bool {
