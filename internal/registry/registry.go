@@ -214,7 +214,7 @@ func (r *Registry) gone(ctx context.Context, key string) error {
 		return nil
 	}
 	if kv, ok := r.markers.get(key); ok && kv.Lease != 0 {
-		if _, err := r.client.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil && !isLeaseNotFound(err) {
+		if _, err := r.client.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return err
 		}
 	}
@@ -348,8 +348,4 @@ func onlyOutputChanged(a, b resource.EndpointStatus) bool {
 		}
 	}
 	return true
-}
-
-func isLeaseNotFound(err error) bool {
-	return errors.Is(err, rpctypes.ErrLeaseNotFound)
 }
