@@ -323,6 +323,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			tracing:  g.tracing,
 			hash:     hash,
 			hashed:   hashed,
+			skip:     g.unusable(c),
 		},
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
@@ -387,6 +388,9 @@ type upstream struct {
 	// hash is the request's hash for a ring-hash cluster, when hashed.
 	hash   uint64
 	hashed bool
+	// skip holds the endpoints the cluster must not use now (ejected or
+	// failing their health checks); the attempts add the ones they tried.
+	skip map[string]bool
 }
 
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -394,7 +398,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if u.retry != nil && u.buffered {
 		tries += u.retry.NumRetries
 	}
-	tried := u.outliers.ejected(u.cluster)
+	tried := u.skip
 	delay := time.Duration(0)
 	var releaseRetry func() // the place of the retry in progress
 	defer func() {
