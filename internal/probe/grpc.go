@@ -7,8 +7,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-
-	"github.com/sluice/sluice/internal/resource"
 )
 
 // checkGRPC calls grpc.health.v1.Health/Check for the check's service ("" asks
@@ -22,7 +20,7 @@ import (
 // address is dialled as it is (a hostname by the system resolver), the same
 // way HTTP and TCP checks dial it; and, as they do, the check takes no proxy
 // from the environment and makes no retries: one attempt is one RPC.
-func (a *attempt) checkGRPC(g *resource.GRPCHealthCheck) Result {
+func (a *attempt) checkGRPC(g *GRPC) Result {
 	// Consul names a gRPC check's target "addr/service".
 	target := a.addr
 	if g.Service != "" {
@@ -33,7 +31,7 @@ func (a *attempt) checkGRPC(g *resource.GRPCHealthCheck) Result {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(),
 		grpc.WithDisableRetry(),
-		grpc.WithUserAgent(UserAgent),
+		grpc.WithUserAgent(a.userAgent),
 	)
 	if err != nil {
 		return critical(prefix + err.Error())
@@ -47,5 +45,5 @@ func (a *attempt) checkGRPC(g *resource.GRPCHealthCheck) Result {
 	if s := resp.GetStatus(); s != healthpb.HealthCheckResponse_SERVING {
 		return critical(prefix + s.String())
 	}
-	return Result{State: resource.CheckPassing, Output: prefix + healthpb.HealthCheckResponse_SERVING.String()}
+	return Result{State: Passing, Output: prefix + healthpb.HealthCheckResponse_SERVING.String()}
 }

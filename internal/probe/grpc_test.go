@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,8 +9,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/sluice/sluice/internal/resource"
 )
 
 // grpcServer starts a gRPC server with the standard health service on
@@ -38,8 +37,8 @@ func grpcServerOn(t *testing.T, addr string) (string, *health.Server) {
 	return ln.Addr().String(), hs
 }
 
-func grpcCheck(service string) *resource.HealthCheck {
-	return &resource.HealthCheck{GRPC: &resource.GRPCHealthCheck{Service: service}, Timeout: timeout(testTimeout)}
+func grpcCheck(service string) Check {
+	return Check{GRPC: &GRPC{Service: service}, Timeout: testTimeout}
 }
 
 func TestGRPCServingStatus(t *testing.T) {
@@ -48,18 +47,18 @@ func TestGRPCServingStatus(t *testing.T) {
 	steps := []struct {
 		service string
 		set     healthpb.HealthCheckResponse_ServingStatus
-		want    resource.CheckState
+		want    State
 		output  string
 	}{
 		// health.NewServer starts with "" SERVING.
-		{"", healthpb.HealthCheckResponse_SERVING, resource.CheckPassing, "gRPC check " + addr + ": SERVING"},
-		{"", healthpb.HealthCheckResponse_NOT_SERVING, resource.CheckCritical, "gRPC check " + addr + ": NOT_SERVING"},
-		{"", healthpb.HealthCheckResponse_SERVING, resource.CheckPassing, "gRPC check " + addr + ": SERVING"},
-		{svc, healthpb.HealthCheckResponse_SERVING, resource.CheckPassing, "gRPC check " + addr + "/" + svc + ": SERVING"},
-		{svc, healthpb.HealthCheckResponse_NOT_SERVING, resource.CheckCritical, "gRPC check " + addr + "/" + svc + ": NOT_SERVING"},
-		{svc, healthpb.HealthCheckResponse_UNKNOWN, resource.CheckCritical, "gRPC check " + addr + "/" + svc + ": UNKNOWN"},
-		{svc, healthpb.HealthCheckResponse_SERVICE_UNKNOWN, resource.CheckCritical, "gRPC check " + addr + "/" + svc + ": SERVICE_UNKNOWN"},
-		{svc, healthpb.HealthCheckResponse_SERVING, resource.CheckPassing, "gRPC check " + addr + "/" + svc + ": SERVING"},
+		{"", healthpb.HealthCheckResponse_SERVING, Passing, "gRPC check " + addr + ": SERVING"},
+		{"", healthpb.HealthCheckResponse_NOT_SERVING, Critical, "gRPC check " + addr + ": NOT_SERVING"},
+		{"", healthpb.HealthCheckResponse_SERVING, Passing, "gRPC check " + addr + ": SERVING"},
+		{svc, healthpb.HealthCheckResponse_SERVING, Passing, "gRPC check " + addr + "/" + svc + ": SERVING"},
+		{svc, healthpb.HealthCheckResponse_NOT_SERVING, Critical, "gRPC check " + addr + "/" + svc + ": NOT_SERVING"},
+		{svc, healthpb.HealthCheckResponse_UNKNOWN, Critical, "gRPC check " + addr + "/" + svc + ": UNKNOWN"},
+		{svc, healthpb.HealthCheckResponse_SERVICE_UNKNOWN, Critical, "gRPC check " + addr + "/" + svc + ": SERVICE_UNKNOWN"},
+		{svc, healthpb.HealthCheckResponse_SERVING, Passing, "gRPC check " + addr + "/" + svc + ": SERVING"},
 	}
 	for _, s := range steps {
 		hs.SetServingStatus(s.service, s.set)
@@ -70,35 +69,50 @@ func TestGRPCServingStatus(t *testing.T) {
 	}
 	// The server's own status does not answer for a named service.
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	run(t, addr, grpcCheck(svc), resource.CheckPassing)
+	run(t, addr, grpcCheck(svc), Passing)
 }
 
 func TestGRPCFailures(t *testing.T) {
 	t.Run("service unknown to the server", func(t *testing.T) {
 		addr, _ := grpcServer(t)
-		res := run(t, addr, grpcCheck("no.such.Service"), resource.CheckCritical)
+		res := run(t, addr, grpcCheck("no.such.Service"), Critical)
 		if want := "gRPC check " + addr + "/no.such.Service: NotFound: unknown service"; res.Output != want {
 			t.Errorf("output = %q, want %q", res.Output, want)
 		}
 	})
 	t.Run("nothing listening", func(t *testing.T) {
 		addr := closedAddr(t)
-		res := run(t, addr, grpcCheck(""), resource.CheckCritical)
+		res := run(t, addr, grpcCheck(""), Critical)
 		if want := "gRPC check " + addr + ": Unavailable: "; !strings.HasPrefix(res.Output, want) || !strings.Contains(res.Output, "connection refused") {
 			t.Errorf("output = %q, want %q... connection refused", res.Output, want)
 		}
 	})
 	t.Run("HTTP/1 server", func(t *testing.T) {
 		addr := httpServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-		res := run(t, addr, grpcCheck(""), resource.CheckCritical)
+		res := run(t, addr, grpcCheck(""), Critical)
 		if want := "gRPC check " + addr + ": Unavailable: "; !strings.HasPrefix(res.Output, want) {
 			t.Errorf("output = %q, want it to start with %q", res.Output, want)
 		}
 	})
 	t.Run("listener that never answers", func(t *testing.T) {
-		res := runTimed(t, hangingListener(t), grpcCheck(""), resource.CheckCritical)
+		res := runTimed(t, hangingListener(t), grpcCheck(""), Critical)
 		if !strings.Contains(res.Output, "DeadlineExceeded") {
 			t.Errorf("output = %q, want it to name DeadlineExceeded", res.Output)
 		}
 	})
+}
+
+// TestRunIPv6: every kind of check dials a bracketed IPv6 address.
+func TestRunIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ln.Close()
+	addr, hs := grpcServerOn(t, "[::1]:0")
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	run(t, addr, grpcCheck(""), Critical)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	run(t, addr, grpcCheck(""), Passing)
+	run(t, addr, Check{TCP: &TCP{}, Timeout: testTimeout}, Passing)
 }

@@ -10,12 +10,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-
-	"github.com/sluice/sluice/internal/resource"
 )
 
 // UserAgent is the User-Agent of HTTP checks (and the prefix of gRPC checks'),
-// unless the check sets its own.
+// unless the check sets its own (Check.UserAgent, or an HTTP check's headers).
 const UserAgent = "sluice-health-check/1"
 
 // checkHTTP sends GET http://addr<path> and judges the response by its status:
@@ -32,15 +30,18 @@ const UserAgent = "sluice-health-check/1"
 //   - Like Envoy, the whole response must arrive within the timeout: a body
 //     that fails or stalls is critical. Consul judges by the status alone and
 //     ignores a body read error.
-//   - The body is read up to resource.MaxCheckOutput bytes and the rest is not
+//   - The body is read up to MaxOutput bytes and the rest is not
 //     waited for; Consul keeps the last 4 KiB, Sluice the first, which is where
 //     a health page says what is wrong.
 //   - No proxy from the environment: a check goes straight to the Endpoint.
-func (a *attempt) checkHTTP(h *resource.HTTPHealthCheck) Result {
+func (a *attempt) checkHTTP(h *HTTP) Result {
 	if !strings.HasPrefix(h.Path, "/") {
 		// Without the slash the path would run into the authority
 		// ("10.0.0.1:80@elsewhere/"): refuse it rather than guess.
 		return critical(fmt.Sprintf("HTTP GET: path %q must start with /", h.Path))
+	}
+	if len(h.ExpectedStatuses) == 0 {
+		return critical("HTTP GET: invalid health check: no expected statuses")
 	}
 	target := "http://" + a.addr + h.Path
 	prefix := "HTTP GET " + target + ": "
@@ -58,7 +59,7 @@ func (a *attempt) checkHTTP(h *resource.HTTPHealthCheck) Result {
 		req.Header.Set(k, h.Headers[k])
 	}
 	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", UserAgent)
+		req.Header.Set("User-Agent", a.userAgent)
 	}
 	if req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", "text/plain, text/*, */*") // as Consul
@@ -87,24 +88,24 @@ func (a *attempt) checkHTTP(h *resource.HTTPHealthCheck) Result {
 		return critical(prefix + a.failure(err))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, resource.MaxCheckOutput))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxOutput))
 	if err != nil {
 		return critical(fmt.Sprintf("%s%s: reading the body: %s Output: %s", prefix, resp.Status, a.failure(err), body))
 	}
 
-	state := resource.CheckCritical
+	state := Critical
 	switch {
 	case inRanges(resp.StatusCode, h.ExpectedStatuses):
-		state = resource.CheckPassing
+		state = Passing
 	case resp.StatusCode == http.StatusTooManyRequests:
-		state = resource.CheckWarning
+		state = Warning
 	}
 	return Result{State: state, Output: clip(prefix + resp.Status + " Output: " + string(body))}
 }
 
-func inRanges(code int, ranges []resource.StatusRange) bool {
+func inRanges(code int, ranges []StatusRange) bool {
 	for _, r := range ranges {
-		if int(r.Start) <= code && code <= int(r.End) {
+		if r.Start <= code && code <= r.End {
 			return true
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/sluice/sluice/internal/resource"
 )
 
 // httpServer starts a server on 127.0.0.1:0 that t.Cleanup stops and returns
@@ -21,8 +19,11 @@ func httpServer(t *testing.T, h http.Handler) string {
 	return srv.Listener.Addr().String()
 }
 
-func httpCheck(path string) *resource.HealthCheck {
-	return &resource.HealthCheck{HTTP: &resource.HTTPHealthCheck{Path: path}, Timeout: timeout(testTimeout)}
+// okStatuses is the registry's default: 2xx and 3xx pass.
+var okStatuses = []StatusRange{{Start: 200, End: 399}}
+
+func httpCheck(path string) Check {
+	return Check{HTTP: &HTTP{Path: path, ExpectedStatuses: okStatuses}, Timeout: testTimeout}
 }
 
 func TestHTTPStatusFlips(t *testing.T) {
@@ -34,13 +35,13 @@ func TestHTTPStatusFlips(t *testing.T) {
 	hc := httpCheck("/healthz")
 	steps := []struct {
 		code   int32
-		want   resource.CheckState
+		want   State
 		output string
 	}{
-		{200, resource.CheckPassing, "HTTP GET http://" + addr + "/healthz: 200 OK Output: db: ok"},
-		{503, resource.CheckCritical, "HTTP GET http://" + addr + "/healthz: 503 Service Unavailable Output: db: ok"},
-		{429, resource.CheckWarning, "HTTP GET http://" + addr + "/healthz: 429 Too Many Requests Output: db: ok"},
-		{200, resource.CheckPassing, "HTTP GET http://" + addr + "/healthz: 200 OK Output: db: ok"},
+		{200, Passing, "HTTP GET http://" + addr + "/healthz: 200 OK Output: db: ok"},
+		{503, Critical, "HTTP GET http://" + addr + "/healthz: 503 Service Unavailable Output: db: ok"},
+		{429, Warning, "HTTP GET http://" + addr + "/healthz: 429 Too Many Requests Output: db: ok"},
+		{200, Passing, "HTTP GET http://" + addr + "/healthz: 200 OK Output: db: ok"},
 	}
 	for _, s := range steps {
 		code.Store(s.code)
@@ -54,21 +55,21 @@ func TestHTTPStatusFlips(t *testing.T) {
 func TestHTTPExpectedStatuses(t *testing.T) {
 	tests := []struct {
 		name     string
-		expected []resource.StatusRange
+		expected []StatusRange
 		code     int
-		want     resource.CheckState
+		want     State
 	}{
-		{"default passes 200", nil, 200, resource.CheckPassing},
-		{"default passes 204", nil, 204, resource.CheckPassing},
-		{"default passes 399", nil, 399, resource.CheckPassing},
-		{"default fails 400", nil, 400, resource.CheckCritical},
-		{"default fails 500", nil, 500, resource.CheckCritical},
-		{"default warns on 429", nil, 429, resource.CheckWarning},
-		{"only 204 passes 204", []resource.StatusRange{{Start: 204, End: 204}}, 204, resource.CheckPassing},
-		{"only 204 fails 200", []resource.StatusRange{{Start: 204, End: 204}}, 200, resource.CheckCritical},
-		{"only 204 warns on 429", []resource.StatusRange{{Start: 204, End: 204}}, 429, resource.CheckWarning},
-		{"several ranges", []resource.StatusRange{{Start: 200, End: 200}, {Start: 418, End: 418}}, 418, resource.CheckPassing},
-		{"429 expected passes", []resource.StatusRange{{Start: 200, End: 499}}, 429, resource.CheckPassing},
+		{"200-399 passes 200", nil, 200, Passing},
+		{"200-399 passes 204", nil, 204, Passing},
+		{"200-399 passes 399", nil, 399, Passing},
+		{"200-399 fails 400", nil, 400, Critical},
+		{"200-399 fails 500", nil, 500, Critical},
+		{"200-399 warns on 429", nil, 429, Warning},
+		{"only 204 passes 204", []StatusRange{{Start: 204, End: 204}}, 204, Passing},
+		{"only 204 fails 200", []StatusRange{{Start: 204, End: 204}}, 200, Critical},
+		{"only 204 warns on 429", []StatusRange{{Start: 204, End: 204}}, 429, Warning},
+		{"several ranges", []StatusRange{{Start: 200, End: 200}, {Start: 418, End: 418}}, 418, Passing},
+		{"429 expected passes", []StatusRange{{Start: 200, End: 499}}, 429, Passing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +77,9 @@ func TestHTTPExpectedStatuses(t *testing.T) {
 				w.WriteHeader(tt.code)
 			}))
 			hc := httpCheck("/")
-			hc.HTTP.ExpectedStatuses = tt.expected
+			if tt.expected != nil {
+				hc.HTTP.ExpectedStatuses = tt.expected
+			}
 			run(t, addr, hc, tt.want)
 		})
 	}
@@ -97,14 +100,22 @@ func TestHTTPRequest(t *testing.T) {
 		mu.Unlock()
 	}))
 	tests := []struct {
-		name    string
-		path    string
-		headers map[string]string
-		want    seen
+		name      string
+		path      string
+		headers   map[string]string
+		userAgent string
+		want      seen
 	}{
 		{
 			name: "defaults",
+			path: "/",
 			want: seen{"GET", "/", addr, UserAgent, "", true},
+		},
+		{
+			name:      "the check's User-Agent",
+			path:      "/",
+			userAgent: "gateway-check",
+			want:      seen{"GET", "/", addr, "gateway-check", "", true},
 		},
 		{
 			name:    "headers and Host",
@@ -113,17 +124,19 @@ func TestHTTPRequest(t *testing.T) {
 			want:    seen{"GET", "/status?verbose=1", "api.example", UserAgent, "t0k", true},
 		},
 		{
-			name:    "own User-Agent",
-			path:    "/healthz",
-			headers: map[string]string{"User-Agent": "probe/2"},
-			want:    seen{"GET", "/healthz", addr, "probe/2", "", true},
+			name:      "own User-Agent",
+			path:      "/healthz",
+			headers:   map[string]string{"User-Agent": "probe/2"},
+			userAgent: "gateway-check",
+			want:      seen{"GET", "/healthz", addr, "probe/2", "", true},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hc := httpCheck(tt.path)
 			hc.HTTP.Headers = tt.headers
-			run(t, addr, hc, resource.CheckPassing)
+			hc.UserAgent = tt.userAgent
+			run(t, addr, hc, Passing)
 			mu.Lock()
 			got := last
 			mu.Unlock()
@@ -147,13 +160,13 @@ func TestHTTPRedirectNotFollowed(t *testing.T) {
 	})
 	addr := httpServer(t, mux)
 
-	res := run(t, addr, httpCheck("/healthz"), resource.CheckPassing)
+	res := run(t, addr, httpCheck("/healthz"), Passing)
 	if !strings.Contains(res.Output, ": 302 Found Output: ") {
 		t.Errorf("output = %q, want the redirect's own status", res.Output)
 	}
 	only200 := httpCheck("/healthz")
-	only200.HTTP.ExpectedStatuses = []resource.StatusRange{{Start: 200, End: 200}}
-	run(t, addr, only200, resource.CheckCritical)
+	only200.HTTP.ExpectedStatuses = []StatusRange{{Start: 200, End: 200}}
+	run(t, addr, only200, Critical)
 	if n := followed.Load(); n != 0 {
 		t.Errorf("the redirect was followed %d times, want 0", n)
 	}
@@ -166,25 +179,25 @@ func TestHTTPHugeBody(t *testing.T) {
 	addr := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(body))
 	}))
-	res := run(t, addr, httpCheck("/"), resource.CheckPassing)
+	res := run(t, addr, httpCheck("/"), Passing)
 	prefix := "HTTP GET http://" + addr + "/: 200 OK Output: xéé"
 	if !strings.HasPrefix(res.Output, prefix) || !strings.HasSuffix(res.Output, "é"+cutNote) {
 		t.Errorf("output = %.80q...%q, want %q...%q", res.Output, res.Output[len(res.Output)-60:], prefix, "é"+cutNote)
 	}
-	if len(res.Output) < resource.MaxCheckOutput-utf8.UTFMax {
-		t.Errorf("output is %d bytes, want the excerpt to fill about %d", len(res.Output), resource.MaxCheckOutput)
+	if len(res.Output) < MaxOutput-utf8.UTFMax {
+		t.Errorf("output is %d bytes, want the excerpt to fill about %d", len(res.Output), MaxOutput)
 	}
 }
 
 func TestHTTPHangs(t *testing.T) {
 	t.Run("no answer", func(t *testing.T) {
-		runTimed(t, hangingListener(t), httpCheck("/"), resource.CheckCritical)
+		runTimed(t, hangingListener(t), httpCheck("/"), Critical)
 	})
 	t.Run("handler never returns", func(t *testing.T) {
 		addr := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 		}))
-		runTimed(t, addr, httpCheck("/"), resource.CheckCritical)
+		runTimed(t, addr, httpCheck("/"), Critical)
 	})
 	t.Run("body stalls after the status", func(t *testing.T) {
 		addr := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -194,7 +207,7 @@ func TestHTTPHangs(t *testing.T) {
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
 		}))
-		res := runTimed(t, addr, httpCheck("/"), resource.CheckCritical)
+		res := runTimed(t, addr, httpCheck("/"), Critical)
 		if want := "200 OK: reading the body: timed out after"; !strings.Contains(res.Output, want) {
 			t.Errorf("output = %q, want it to contain %q", res.Output, want)
 		}
@@ -203,7 +216,7 @@ func TestHTTPHangs(t *testing.T) {
 
 func TestHTTPRefused(t *testing.T) {
 	addr := closedAddr(t)
-	res := run(t, addr, httpCheck("/healthz"), resource.CheckCritical)
+	res := run(t, addr, httpCheck("/healthz"), Critical)
 	if want := "HTTP GET http://" + addr + "/healthz: dial tcp " + addr + ": connect: connection refused"; res.Output != want {
 		t.Errorf("output = %q, want %q", res.Output, want)
 	}

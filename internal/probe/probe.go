@@ -1,11 +1,15 @@
-// Package probe runs one attempt of an Endpoint's active health check: an HTTP
-// request, a TCP connect or a gRPC health check.
+// Package probe runs one attempt of an active health check: an HTTP request,
+// a TCP connect or a gRPC health check, against one address.
 //
-// It owns the attempt only: where to send it (Target), how to send it and how
-// to judge the answer (Run). Scheduling, thresholds, which replica checks which
-// Endpoint and writing the result into the Endpoint's status belong to the
-// registry. The package keeps no state between attempts: every attempt opens
-// its own connection and closes it before Run returns.
+// It owns the attempt only: how to send it and how to judge the answer
+// (Run). It takes plain parameters (Check) and imports no other package of
+// Sluice, so that the server's registry and the gateway's data plane share
+// one implementation of each check. Where a check goes, its defaults,
+// scheduling, thresholds and what a result changes belong to the callers:
+// the registry (an Endpoint's spec.healthCheck, written into its status) and
+// the gateway (a cluster's health_checks, which take endpoints out of its
+// load balancing). The package keeps no state between attempts: every
+// attempt opens its own connection and closes it before Run returns.
 //
 // States and output follow Consul's agent checks (agent/checks in
 // hashicorp/consul), since Sluice reports checks in Consul's terms; where
@@ -17,116 +21,100 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/sluice/sluice/internal/resource"
 )
 
-// ErrNoPort is returned by Target when the Endpoint has no port to check.
-var ErrNoPort = errors.New("no such port")
+// State is the outcome of one attempt, in Consul's terms. Its values are
+// the strings of an Endpoint's check states.
+type State string
+
+// The states. A warning is an instance that is up but shedding load (an
+// HTTP 429): callers keep it in traffic.
+const (
+	Passing  State = "passing"
+	Warning  State = "warning"
+	Critical State = "critical"
+)
+
+// MaxOutput is the most of an attempt's output a Result holds (what an
+// Endpoint's status keeps of a check's output).
+const MaxOutput = 4096
 
 // Result is the outcome of one attempt.
 type Result struct {
-	State  resource.CheckState // passing, warning or critical
-	Output string              // what happened, at most resource.MaxCheckOutput bytes (cut on a UTF-8 boundary, with a note that it was cut)
+	State  State  // passing, warning or critical
+	Output string // what happened, at most MaxOutput bytes (cut on a UTF-8 boundary, with a note that it was cut)
 }
 
-// Target resolves where to check: the address and port of the Endpoint's port
-// named by spec.healthCheck.port, or its first port when that is empty or the
-// Endpoint has no health check. The result is "host:port", an IPv6 address in
-// brackets. It fails, wrapping ErrNoPort, when the port name names no port.
-func Target(ep *resource.Endpoint) (addr string, err error) {
-	if ep == nil {
-		return "", errors.New("probe: no endpoint")
-	}
-	if ep.Spec.Address == "" {
-		return "", fmt.Errorf("probe: endpoint %s/%s: no address", ep.Namespace, ep.Name)
-	}
-	name := ""
-	if hc := ep.Spec.HealthCheck; hc != nil {
-		name = hc.Port
-	}
-	port, ok := findPort(ep.Spec.Ports, name)
-	if !ok {
-		if name == "" {
-			return "", fmt.Errorf("probe: endpoint %s/%s has no ports: %w", ep.Namespace, ep.Name, ErrNoPort)
-		}
-		return "", fmt.Errorf("probe: endpoint %s/%s: health check port %q: %w", ep.Namespace, ep.Name, name, ErrNoPort)
-	}
-	if port < 1 || port > 65535 {
-		return "", fmt.Errorf("probe: endpoint %s/%s: port %d out of range", ep.Namespace, ep.Name, port)
-	}
-	return net.JoinHostPort(ep.Spec.Address, strconv.Itoa(int(port))), nil
+// Check is one health check: exactly one of HTTP, TCP and GRPC, and the
+// timeout of an attempt. It has no defaults: callers fill it in.
+type Check struct {
+	HTTP *HTTP
+	TCP  *TCP
+	GRPC *GRPC
+	// Timeout bounds an attempt; it must be positive.
+	Timeout time.Duration
+	// UserAgent is the User-Agent of HTTP checks (unless their headers set
+	// one) and of gRPC checks; "" for UserAgent.
+	UserAgent string
 }
 
-func findPort(ports []resource.EndpointPort, name string) (int32, bool) {
-	if name == "" {
-		if len(ports) == 0 {
-			return 0, false
-		}
-		return ports[0].Port, true
-	}
-	for _, p := range ports {
-		if p.Name == name {
-			return p.Port, true
-		}
-	}
-	// A number that names no port is the port to check (a health port that
-	// serves no traffic).
-	if n, err := strconv.ParseInt(name, 10, 32); err == nil {
-		return int32(n), true
-	}
-	return 0, false
+// HTTP is an HTTP GET of Path.
+type HTTP struct {
+	// Path must start with "/"; it may carry a query.
+	Path string
+	// ExpectedStatuses are the statuses that pass; there must be one.
+	ExpectedStatuses []StatusRange
+	// Headers are set on the request; a Host header sets its host.
+	Headers map[string]string
 }
 
-// Run performs one attempt of hc against addr ("host:port"), bounded by
-// hc.Timeout and by ctx. It never fails: anything that goes wrong, including
-// a check that makes no sense, is a critical Result saying what happened.
-//
-// hc need not be defaulted: Run defaults a copy the way the store does, so a
-// check that has not been through the store behaves like one that has.
-func Run(ctx context.Context, addr string, hc *resource.HealthCheck) Result {
-	if hc == nil {
-		return critical("no health check")
+// StatusRange is an inclusive range of HTTP status codes.
+type StatusRange struct{ Start, End int }
+
+// TCP is a TCP connect.
+type TCP struct{}
+
+// GRPC is a call of grpc.health.v1.Health/Check about Service ("" asks
+// about the server as a whole).
+type GRPC struct{ Service string }
+
+// Run performs one attempt of c against addr ("host:port", an IPv6 address
+// in brackets), bounded by c.Timeout and by ctx. It never fails: anything
+// that goes wrong, including a check that makes no sense, is a critical
+// Result saying what happened.
+func Run(ctx context.Context, addr string, c Check) Result {
+	if c.Timeout <= 0 {
+		return critical(fmt.Sprintf("invalid timeout %s: must be positive", c.Timeout))
 	}
-	hc = withDefaults(hc)
-	timeout := hc.Timeout.Duration
-	if timeout <= 0 {
-		return critical(fmt.Sprintf("invalid timeout %s: must be positive", timeout))
+	if c.UserAgent == "" {
+		c.UserAgent = UserAgent
 	}
-	a := attempt{parent: ctx, addr: addr, timeout: timeout}
+	a := attempt{parent: ctx, addr: addr, timeout: c.Timeout, userAgent: c.UserAgent}
 	var cancel context.CancelFunc
-	a.ctx, cancel = context.WithTimeout(ctx, timeout)
+	a.ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	switch {
-	case hc.HTTP != nil && hc.TCP == nil && hc.GRPC == nil:
-		return a.checkHTTP(hc.HTTP)
-	case hc.TCP != nil && hc.HTTP == nil && hc.GRPC == nil:
+	case c.HTTP != nil && c.TCP == nil && c.GRPC == nil:
+		return a.checkHTTP(c.HTTP)
+	case c.TCP != nil && c.HTTP == nil && c.GRPC == nil:
 		return a.checkTCP()
-	case hc.GRPC != nil && hc.HTTP == nil && hc.TCP == nil:
-		return a.checkGRPC(hc.GRPC)
+	case c.GRPC != nil && c.HTTP == nil && c.TCP == nil:
+		return a.checkGRPC(c.GRPC)
 	default:
 		return critical("invalid health check: exactly one of http, tcp and grpc must be set")
 	}
 }
 
-// withDefaults returns a defaulted copy of hc, through the resource package's
-// own defaulting so that the defaults live in one place.
-func withDefaults(hc *resource.HealthCheck) *resource.HealthCheck {
-	ep := &resource.Endpoint{Spec: resource.EndpointSpec{HealthCheck: hc.DeepCopy()}}
-	resource.EndpointKind.Default(ep)
-	return ep.Spec.HealthCheck
-}
-
 // attempt is one run of a check: its target and its deadline.
 type attempt struct {
-	parent  context.Context // the caller's context
-	ctx     context.Context // parent bounded by timeout
-	addr    string
-	timeout time.Duration
+	parent    context.Context // the caller's context
+	ctx       context.Context // parent bounded by timeout
+	addr      string
+	timeout   time.Duration
+	userAgent string
 }
 
 // failure describes err, saying so when it came from the attempt's timeout
@@ -154,20 +142,20 @@ func (a *attempt) checkTCP() Result {
 		return critical(prefix + a.failure(err))
 	}
 	conn.Close()
-	return Result{State: resource.CheckPassing, Output: prefix + "Success"}
+	return Result{State: Passing, Output: prefix + "Success"}
 }
 
 func critical(output string) Result {
-	return Result{State: resource.CheckCritical, Output: clip(output)}
+	return Result{State: Critical, Output: clip(output)}
 }
 
-// cutNote ends an output that was cut to resource.MaxCheckOutput bytes.
-var cutNote = cutNoteFor(resource.MaxCheckOutput)
+// cutNote ends an output that was cut to MaxOutput bytes.
+var cutNote = cutNoteFor(MaxOutput)
 
 func cutNoteFor(max int) string { return fmt.Sprintf(" ... (output cut to %d bytes)", max) }
 
-// clip makes a check's output fit an Endpoint's status (see Clip).
-func clip(s string) string { return Clip(s, resource.MaxCheckOutput) }
+// clip makes an attempt's output fit a Result (see Clip).
+func clip(s string) string { return Clip(s, MaxOutput) }
 
 // Clip makes s fit a status field of max bytes: valid UTF-8 (so that a JSON
 // round trip does not change its length) and at most max bytes, cut on a

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/sluice/sluice/internal/probe"
 	"github.com/sluice/sluice/internal/resource"
 )
 
@@ -17,7 +16,7 @@ type checker struct {
 	done   chan struct{}
 
 	// Guarded by Registry.checksMu.
-	res    probe.Result
+	res    checkResult
 	hasRes bool
 }
 
@@ -87,12 +86,12 @@ func (r *Registry) stopAllChecks() {
 
 // result is the thresholded outcome of key's check, if this replica has one
 // for the Endpoint's current check.
-func (r *Registry) result(key string, ep *resource.Endpoint) (probe.Result, bool) {
+func (r *Registry) result(key string, ep *resource.Endpoint) (checkResult, bool) {
 	r.checksMu.Lock()
 	defer r.checksMu.Unlock()
 	c, ok := r.checks[key]
 	if !ok || !c.hasRes || c.spec != checkSpec(ep) {
-		return probe.Result{}, false
+		return checkResult{}, false
 	}
 	return c.res, true
 }
@@ -103,16 +102,16 @@ func (r *Registry) result(key string, ep *resource.Endpoint) (probe.Result, bool
 // starts out failing, an unknown Endpoint is not kept waiting).
 func (r *Registry) runCheck(ctx context.Context, key string, ep *resource.Endpoint, state resource.CheckState, c *checker) {
 	hc := ep.Spec.HealthCheck
-	addr, addrErr := probe.Target(ep)
+	addr, addrErr := target(ep)
 	t := time.NewTicker(hc.Interval.Duration)
 	defer t.Stop()
 	var successes, failures int32
 	for {
-		var res probe.Result
+		var res checkResult
 		if addrErr != nil {
-			res = probe.Result{State: resource.CheckCritical, Output: addrErr.Error()}
+			res = checkResult{State: resource.CheckCritical, Output: addrErr.Error()}
 		} else {
-			res = probe.Run(ctx, addr, hc)
+			res = runProbe(ctx, addr, hc)
 		}
 		if ctx.Err() != nil {
 			return
@@ -135,7 +134,7 @@ func (r *Registry) runCheck(ctx context.Context, key string, ep *resource.Endpoi
 		}
 		r.checksMu.Lock()
 		changed := !c.hasRes || c.res.State != state || c.res.Output != res.Output
-		c.res, c.hasRes = probe.Result{State: state, Output: res.Output}, true
+		c.res, c.hasRes = checkResult{State: state, Output: res.Output}, true
 		r.checksMu.Unlock()
 		if changed {
 			r.ctrl.Enqueue(key)
