@@ -277,7 +277,13 @@ type BackendPolicySpec struct {
 	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
 	// OutlierDetection ejects misbehaving Endpoints.
 	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
-	// HealthCheck applies to every Endpoint of the targets that declares none.
+	// HealthCheck is an active health check that the proxies (sluice
+	// gateway, Envoy) run from the data plane against every Endpoint of the
+	// targets, sent as the clusters' health_checks (its port, when set, as
+	// each endpoint's health_check_config); an Endpoint failing it gets no
+	// requests from that proxy. Proxyless gRPC clients do not run it. An
+	// Endpoint's own spec.healthCheck is the server-side check (the
+	// registry), which decides whether the Endpoint is sent at all.
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
 }
 

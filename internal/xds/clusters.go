@@ -34,7 +34,7 @@ func (t *translation) addService(svc *resource.Service) {
 
 		for _, name := range clusters {
 			t.add(ClusterType, name, t.cluster(name, port, policy))
-			t.add(EndpointType, name, t.loadAssignment(name, svc, port))
+			t.add(EndpointType, name, t.loadAssignment(name, svc, port, policy))
 		}
 		routes := t.meshRoutes(svc, port)
 		for _, name := range mesh {
@@ -114,6 +114,7 @@ func (t *translation) cluster(name string, port resource.ServicePort, policy *re
 			c.OutlierDetection.BaseEjectionTime = durationpb.New(od.BaseEjectionTime.Duration)
 		}
 	}
+	c.HealthChecks = healthChecks(spec.HealthCheck)
 	return c
 }
 

@@ -19,8 +19,10 @@ const (
 
 // loadAssignment lists the healthy Endpoints a Service selects on one of
 // its ports, by locality. It is emitted even when empty, so that clients
-// learn the cluster has no endpoints rather than wait for them.
-func (t *translation) loadAssignment(name string, svc *resource.Service, port resource.ServicePort) *endpointv3.ClusterLoadAssignment {
+// learn the cluster has no endpoints rather than wait for them. When the
+// Service's BackendPolicy has a health check on another port, each
+// endpoint's health_check_config says which.
+func (t *translation) loadAssignment(name string, svc *resource.Service, port resource.ServicePort, policy *resource.BackendPolicy) *endpointv3.ClusterLoadAssignment {
 	type member struct {
 		ep   *resource.Endpoint
 		port int32
@@ -64,10 +66,12 @@ func (t *translation) loadAssignment(name string, svc *resource.Service, port re
 			weight = uint32(*w)
 		}
 		lle.LoadBalancingWeight.Value += weight
+		e := &endpointv3.Endpoint{Address: socketAddress(m.ep.Spec.Address, m.port)}
+		if hp := t.healthCheckPort(policy, m.ep); hp != 0 {
+			e.HealthCheckConfig = &endpointv3.Endpoint_HealthCheckConfig{PortValue: hp}
+		}
 		lle.LbEndpoints = append(lle.LbEndpoints, &endpointv3.LbEndpoint{
-			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: socketAddress(m.ep.Spec.Address, m.port),
-			}},
+			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: e},
 			LoadBalancingWeight: wrapperspb.UInt32(weight),
 		})
 	}

@@ -29,6 +29,7 @@ var translateCases = []string{
 	"gateway",
 	"gateway-tls",
 	"missing-backend",
+	"health-checks",
 }
 
 func TestTranslateGolden(t *testing.T) {
