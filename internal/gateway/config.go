@@ -312,7 +312,12 @@ type Cluster struct {
 	LB LBPolicy
 	// Limits are its circuit breaker.
 	Limits
-	balancer *balancer
+	// HealthCheck is its active health check, nil for none.
+	HealthCheck *HealthCheckPolicy
+	balancer    *balancer
+	// health is its endpoints' health-check state, set when the config is
+	// put in force; nil without a health check.
+	health *clusterHealth
 }
 
 // LBPolicy is how a cluster picks endpoints.
@@ -340,6 +345,9 @@ type HashPolicy struct {
 type Endpoint struct {
 	Addr   string
 	Weight float64
+	// HealthPort is the port its health checks go to (EDS
+	// health_check_config); 0 for Addr's.
+	HealthPort uint32
 }
 
 // hostMatch ranks how well a domain matches host: 3 exact, 2 wildcard

@@ -47,6 +47,16 @@
 // /config_dump (the xDS resources in force, as JSON).
 //
 // It does not own the translation of Sluice resources to xDS (the server's
-// internal/xds), nor health checking: it serves the endpoints EDS gives it
-// (the server sends only healthy ones).
+// internal/xds). It serves the endpoints EDS gives it (the server sends only
+// those its registry finds healthy) and, for a cluster with CDS
+// health_checks (a BackendPolicy's healthCheck), checks them itself
+// (healthcheck.go): one loop per endpoint, probing at the interval with the
+// attempts of internal/probe (the one package of the module it imports,
+// shared with the registry), at the endpoint's health_check_config port.
+// A new endpoint's first result decides at once, later ones flip its state
+// after healthy_threshold or unhealthy_threshold results in a row; failing
+// endpoints get no requests, pending ones only while no endpoint is
+// healthy, and with every endpoint failing a request gets 503 "no healthy
+// upstream" (no panic mode). Checks survive config swaps and stop when
+// their endpoint or cluster goes.
 package gateway

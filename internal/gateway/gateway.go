@@ -70,6 +70,7 @@ type Gateway struct {
 	cfg        atomic.Pointer[Config]
 	transports *transports
 	outliers   *outliers
+	health     *healthCheckers
 	active     *active
 	listeners  *listeners
 
@@ -134,6 +135,7 @@ func New(opts Options) (*Gateway, error) {
 		ready:      make(chan struct{}),
 		started:    make(chan struct{}),
 	}
+	g.health = newHealthCheckers(g.log, g.metrics)
 	g.proxyLog = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
 	if opts.AccessLog != nil {
 		g.access = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
@@ -201,6 +203,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.listeners.close()
 	bgCancel()
 	g.bg.Wait()
+	g.health.close()
 	g.transports.closeAll()
 	if admin != nil {
 		admin.Close()
@@ -311,6 +314,7 @@ func (g *Gateway) swapLocked(cfg *Config) {
 		g.warming.Stop()
 		g.warming = nil
 	}
+	g.health.update(cfg) // before cfg is in force: it links cfg's clusters to their health
 	g.cfg.Store(cfg)
 	keep := map[int]bool{}
 	for port := range cfg.Listeners {

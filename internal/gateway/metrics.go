@@ -16,6 +16,10 @@ type metrics struct {
 	// overflows counts the requests and retries the clusters' circuit
 	// breakers refused.
 	overflows *prometheus.CounterVec
+	// healthChecks counts the active health checks by cluster and result;
+	// unhealthy is how many endpoints of a cluster fail theirs.
+	healthChecks *prometheus.CounterVec
+	unhealthy    *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -38,8 +42,16 @@ func newMetrics() *metrics {
 			Name: "sluice_gateway_circuit_breaker_overflows_total",
 			Help: "Requests and retries a cluster's circuit breaker refused, by cluster and limit (requests, pending, retries).",
 		}, []string{"cluster", "limit"}),
+		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_health_checks_total",
+			Help: "Active health checks of upstream endpoints, by cluster and result (success, failure).",
+		}, []string{"cluster", "result"}),
+		unhealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_gateway_unhealthy_endpoints",
+			Help: "Endpoints of a cluster that fail their active health check.",
+		}, []string{"cluster"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.updates, m.overflows)
+	m.reg.MustRegister(m.requests, m.latency, m.updates, m.overflows, m.healthChecks, m.unhealthy)
 	return m
 }
 
@@ -56,4 +68,11 @@ func (m *metrics) observe(r *request, status int, took time.Duration) {
 // or retries.
 func (m *metrics) overflow(cluster, limit string) {
 	m.overflows.WithLabelValues(cluster, limit).Inc()
+}
+
+// forgetHealth drops the health-check series of a cluster that has no
+// health check any more.
+func (m *metrics) forgetHealth(cluster string) {
+	m.unhealthy.DeleteLabelValues(cluster)
+	m.healthChecks.DeletePartialMatch(prometheus.Labels{"cluster": cluster})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/sluice/sluice/internal/probe"
 )
 
 // ErrInvalid is wrapped by every error about a resource the gateway cannot
@@ -419,7 +422,8 @@ func parseSecret(s *tlsv3.Secret) (*tls.Certificate, error) {
 // assignment), HTTP/1.1 or HTTP/2 upstream, round-robin, least-request or
 // ring hash (Maglev too). Other policies (random) fall back to round-robin.
 // Its circuit breaker is the thresholds of the default priority, Envoy's
-// defaults for those unset, and no limit for those at the largest value.
+// defaults for those unset, and no limit for those at the largest value;
+// its health_checks are parsed by parseHealthChecks.
 func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := c.Validate(); err != nil {
 		return nil, invalid("cluster %q: %v", c.GetName(), err)
@@ -447,6 +451,11 @@ func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		return nil, invalid("cluster %q: unsupported discovery type %v", c.GetName(), c.GetType())
 	}
 	out.Limits = parseLimits(c.GetCircuitBreakers())
+	hc, err := parseHealthChecks(c.GetName(), c.GetHealthChecks())
+	if err != nil {
+		return nil, err
+	}
+	out.HealthCheck = hc
 	if a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok {
 		var opts httpv3.HttpProtocolOptions
 		if err := anypb.UnmarshalTo(a, &opts, protoUnmarshal); err != nil {
@@ -455,6 +464,74 @@ func parseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		out.HTTP2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
 	}
 	return out, nil
+}
+
+// parseHealthChecks reads a cluster's health_checks: at most one, HTTP, TCP
+// (without payloads) or gRPC. An HTTP check's Host is its host field, else
+// the cluster's name, as Envoy's; its expected statuses default to 200
+// only, as Envoy's. Fields the gateway does not act on (jitter,
+// no_traffic_interval, event logs...) are ignored; a check it cannot run as
+// asked is refused, so the NACK says why.
+func parseHealthChecks(cluster string, hcs []*corev3.HealthCheck) (*HealthCheckPolicy, error) {
+	switch len(hcs) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, invalid("cluster %q: %d health checks: the gateway runs at most one", cluster, len(hcs))
+	}
+	hc := hcs[0]
+	p := &HealthCheckPolicy{
+		Interval:           hc.GetInterval().AsDuration(),
+		Timeout:            hc.GetTimeout().AsDuration(),
+		HealthyThreshold:   int(hc.GetHealthyThreshold().GetValue()),
+		UnhealthyThreshold: int(hc.GetUnhealthyThreshold().GetValue()),
+	}
+	if p.Interval <= 0 || p.Timeout <= 0 {
+		return nil, invalid("cluster %q: health check: interval and timeout must be positive", cluster)
+	}
+	// A threshold of 0 would never flip a state: Envoy takes it as 1.
+	p.HealthyThreshold, p.UnhealthyThreshold = max(p.HealthyThreshold, 1), max(p.UnhealthyThreshold, 1)
+	p.Check = probe.Check{Timeout: p.Timeout, UserAgent: HealthCheckUserAgent}
+	switch {
+	case hc.GetHttpHealthCheck() != nil:
+		h := hc.GetHttpHealthCheck()
+		if h.GetSend() != nil || len(h.GetReceive()) > 0 {
+			return nil, invalid("cluster %q: http health check: send and receive payloads are not supported", cluster)
+		}
+		adds, err := headerAdds(h.GetRequestHeadersToAdd())
+		if err != nil {
+			return nil, invalid("cluster %q: http health check: %v", cluster, err)
+		}
+		hdr := http.Header{}
+		HeaderMod{Add: adds}.Apply(hdr)
+		check := &probe.HTTP{Path: h.GetPath(), Headers: map[string]string{"Host": cluster}}
+		for k, v := range hdr {
+			check.Headers[k] = strings.Join(v, ",")
+		}
+		if host := h.GetHost(); host != "" {
+			check.Headers["Host"] = host
+		}
+		for _, r := range h.GetExpectedStatuses() {
+			// Envoy's ranges end before End.
+			check.ExpectedStatuses = append(check.ExpectedStatuses, probe.StatusRange{Start: int(r.GetStart()), End: int(r.GetEnd()) - 1})
+		}
+		if len(check.ExpectedStatuses) == 0 {
+			check.ExpectedStatuses = []probe.StatusRange{{Start: 200, End: 200}}
+		}
+		p.Check.HTTP = check
+	case hc.GetTcpHealthCheck() != nil:
+		t := hc.GetTcpHealthCheck()
+		if t.GetSend() != nil || len(t.GetReceive()) > 0 {
+			return nil, invalid("cluster %q: tcp health check: send and receive payloads are not supported", cluster)
+		}
+		p.Check.TCP = &probe.TCP{}
+	case hc.GetGrpcHealthCheck() != nil:
+		p.Check.GRPC = &probe.GRPC{Service: hc.GetGrpcHealthCheck().GetServiceName()}
+	default:
+		return nil, invalid("cluster %q: health check: only http, tcp and grpc health checks are supported", cluster)
+	}
+	return p, nil
 }
 
 // parseLimits reads the circuit breaker thresholds of the default
@@ -517,7 +594,11 @@ func parseEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]Endpoint, error) {
 				w = float64(lw.GetValue())
 			}
 			sum += w
-			eps = append(eps, Endpoint{Addr: joinHostPort(sa.GetAddress(), sa.GetPortValue()), Weight: w})
+			eps = append(eps, Endpoint{
+				Addr:       joinHostPort(sa.GetAddress(), sa.GetPortValue()),
+				Weight:     w,
+				HealthPort: le.GetEndpoint().GetHealthCheckConfig().GetPortValue(),
+			})
 		}
 		for _, e := range eps {
 			e.Weight = lw * e.Weight / sum
