@@ -5,13 +5,16 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// adminHandler serves /ready, /stats and /config_dump.
+// adminHandler serves /ready, /stats, /config_dump and Go's profiles under
+// /debug/pprof/ (the admin address is loopback unless the operator says
+// otherwise, as for Envoy's /cpuprofiler).
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -24,6 +27,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /stats", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /config_dump", g.configDump)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -89,12 +89,19 @@ func (g *gate) acquire(ctx context.Context, limit int) error {
 	}
 }
 
+// roundTripper is a pool's client: the gateway's own for HTTP/1.1
+// (h1client.go), net/http's for HTTP/2 (it multiplexes).
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // pool is a cluster's upstream connection pool: its transport, with the
 // connections it holds capped at max_connections across all endpoints
 // (http.Transport's MaxConnsPerHost is per endpoint), and the cluster's
 // pending requests and retries in flight. It outlives config swaps.
 type pool struct {
-	t      *http.Transport
+	t      roundTripper
 	dialer *net.Dialer
 	h2     bool
 	limits atomic.Pointer[Limits] // the limits of the config in force
@@ -109,18 +116,19 @@ type pool struct {
 func newPool(h2 bool) *pool {
 	p := &pool{h2: h2, dialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}, conns: newGate(), slots: newGate(), retries: newGate()}
 	p.limits.Store(&Limits{})
-	p.t = &http.Transport{
-		DialContext:           p.dial,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
+	if !h2 {
+		p.t = newH1Transport(p.dial)
+		return p
 	}
-	if h2 {
-		p.t.Protocols = new(http.Protocols)
-		p.t.Protocols.SetUnencryptedHTTP2(true)
+	t := &http.Transport{
+		DialContext:        p.dial,
+		MaxIdleConns:       1024,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+		Protocols:          new(http.Protocols),
 	}
+	t.Protocols.SetUnencryptedHTTP2(true)
+	p.t = t
 	return p
 }
 

@@ -547,7 +547,6 @@ func metricValue(t *testing.T, g *Gateway, name string, labels ...string) float6
 // request gets 503 "no healthy upstream" rather than an unhealthy endpoint
 // (no panic mode).
 func TestHealthCheckAllFailing503(t *testing.T) {
-	t.Skip("needs the request path (forward in proxy.go) to return errNoEndpoints when g.noHealthyEndpoints(c)")
 	g := testGateway(t)
 	a := newHealthServer(t, "a")
 	a.status.Store(http.StatusServiceUnavailable)

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// listeners are the HTTP servers bound at the ports of the LDS listeners,
-// each serving HTTP/1.1 and h2c.
+// listeners are the servers bound at the ports of the LDS listeners, each
+// serving HTTP/1.x and HTTP/2 (h2c, or ALPN h2 with TLS).
 type listeners struct {
 	bind    string
 	drain   time.Duration
@@ -31,7 +31,7 @@ type listeners struct {
 }
 
 type boundServer struct {
-	srv  *http.Server
+	srv  *portServer
 	addr net.Addr
 	tls  bool
 }
@@ -54,39 +54,26 @@ func (ls *listeners) bindNew(ports map[int]bool) error {
 				continue
 			}
 			// HTTP became HTTPS or the reverse: the port is bound anew.
-			s.srv.Close()
+			s.srv.close()
 			delete(ls.servers, port)
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(ls.bind, strconv.Itoa(port)))
 		if err != nil {
 			for _, p := range added {
-				ls.servers[p].srv.Close()
+				ls.servers[p].srv.close()
 				delete(ls.servers, p)
 			}
 			return invalid("port %d: %v", port, err)
 		}
-		protocols := new(http.Protocols)
-		protocols.SetHTTP1(true)
+		var tlsConfig *tls.Config
 		if isTLS {
-			protocols.SetHTTP2(true)
-		} else {
-			protocols.SetUnencryptedHTTP2(true)
+			tlsConfig = &tls.Config{GetCertificate: ls.cert(port), NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 		}
-		srv := &http.Server{
-			Handler:           ls.handler(port),
-			Protocols:         protocols,
-			ReadHeaderTimeout: 30 * time.Second,
-			IdleTimeout:       5 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(ls.log.Handler(), slog.LevelDebug),
-		}
-		if isTLS {
-			srv.TLSConfig = &tls.Config{GetCertificate: ls.cert(port), NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
-			ln = tls.NewListener(ln, srv.TLSConfig)
-		}
+		srv := newPortServer(ls.handler(port), tlsConfig, ls.log)
 		ls.servers[port] = &boundServer{srv: srv, addr: ln.Addr(), tls: isTLS}
 		added = append(added, port)
 		ls.wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				ls.log.Error("listener stopped", "port", port, "err", err)
 			}
 		})
@@ -110,12 +97,10 @@ func (ls *listeners) keepOnly(keep map[int]bool) {
 	}
 }
 
-func (ls *listeners) shutdown(srv *http.Server) {
+func (ls *listeners) shutdown(srv *portServer) {
 	ctx, cancel := context.WithTimeout(context.Background(), ls.drain)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		srv.Close()
-	}
+	srv.shutdown(ctx)
 }
 
 // addrs are the bound addresses by port.

@@ -242,7 +242,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 	if c == nil {
 		return &StatusError{f.NotFoundStatus, "cluster not found"}
 	}
-	if len(c.Endpoints) == 0 {
+	if len(c.Endpoints) == 0 || g.noHealthyEndpoints(c) {
 		return errNoEndpoints
 	}
 	if !g.active.acquire(c) {

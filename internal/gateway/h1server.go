@@ -1,0 +1,943 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// portServer serves one listener port. HTTP/1.x connections run in the
+// gateway's own loop (h1Conn below); HTTP/2 ones (TLS with ALPN h2, or
+// cleartext with the HTTP/2 preface) are handed to net/http's server.
+//
+// net/http's HTTP/1 server costs a proxy more than the proxying: it starts
+// a goroutine per request to notice a client that goes away, and the
+// ResponseWriter goes through two layers of buffers. The loop here reads
+// a request with net/http's own parser (http.ReadRequest, the same checks
+// against smuggling), runs the handler in the connection's goroutine, and
+// writes the answer with one write when it is small. A client that goes
+// away is noticed by a background read only once a request has been
+// running for disconnectCheckAfter, so quick requests start no goroutine.
+type portServer struct {
+	handler           http.Handler
+	tls               *tls.Config // nil for cleartext
+	log               *slog.Logger
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+
+	h2   *http.Server
+	h2ln *connListener
+
+	mu       sync.Mutex           // guards conns, listener, closing
+	conns    map[*serverConn]bool // true while it serves a request
+	listener net.Listener
+	closing  bool
+	wg       sync.WaitGroup // the connections' goroutines
+}
+
+const (
+	// disconnectCheckAfter is how long a request runs before a
+	// background read watches its client for a close.
+	disconnectCheckAfter = 250 * time.Millisecond
+	// maxPostHandlerDrain is how much of a request body the handler left
+	// is read away to keep the connection; beyond it, it is closed.
+	maxPostHandlerDrain = 256 << 10
+	// bufferedBody is how much of an answer is held before its head is
+	// written: a smaller answer goes out with a Content-Length in one write.
+	bufferedBody = 4 << 10
+)
+
+func newPortServer(handler http.Handler, tlsConfig *tls.Config, log *slog.Logger) *portServer {
+	s := &portServer{
+		handler:           handler,
+		tls:               tlsConfig,
+		log:               log,
+		readHeaderTimeout: 30 * time.Second,
+		idleTimeout:       5 * time.Minute,
+		maxHeaderBytes:    http.DefaultMaxHeaderBytes,
+		conns:             map[*serverConn]bool{},
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.h2ln = newConnListener()
+	s.h2 = &http.Server{
+		Handler:     handler,
+		Protocols:   protocols,
+		IdleTimeout: s.idleTimeout,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+// serve accepts connections on ln until it is closed.
+func (s *portServer) serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.listener = ln
+	s.mu.Unlock()
+	h2done := make(chan struct{})
+	go func() {
+		defer close(h2done)
+		s.h2.Serve(s.h2ln)
+	}()
+	defer func() { s.h2ln.Close(); <-h2done }()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				// Out of descriptors, as net/http does: wait and go on.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		sc := &serverConn{s: s, conn: c}
+		if !s.track(sc) {
+			c.Close()
+			continue
+		}
+		s.wg.Go(sc.serve)
+	}
+}
+
+// track counts a connection in (false when the server is closing).
+func (s *portServer) track(sc *serverConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[sc] = false
+	return true
+}
+
+func (s *portServer) forget(sc *serverConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, sc)
+}
+
+// setActive marks a connection serving a request or idle; false when the
+// server is closing and the idle connection should end.
+func (s *portServer) setActive(sc *serverConn, active bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing && !active {
+		return false
+	}
+	s.conns[sc] = active
+	return true
+}
+
+func (s *portServer) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// shutdown stops accepting, closes idle connections, lets the requests in
+// flight finish until ctx ends (then closes what is left), and drains the
+// HTTP/2 connections the same way.
+func (s *portServer) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	s.mu.Unlock()
+	h2err := make(chan error, 1)
+	go func() { h2err <- s.h2.Shutdown(ctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for sc, active := range s.conns {
+			if !active {
+				sc.conn.Close()
+			}
+		}
+		left := len(s.conns)
+		s.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		select {
+		case <-tick.C:
+			continue
+		case <-ctx.Done():
+			s.close()
+			return errors.Join(ctx.Err(), <-h2err)
+		}
+	}
+	s.wg.Wait()
+	return <-h2err
+}
+
+// close closes the listener and every connection at once.
+func (s *portServer) close() {
+	s.mu.Lock()
+	s.closing = true
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	for sc := range s.conns {
+		sc.conn.Close()
+	}
+	s.mu.Unlock()
+	s.h2.Close()
+}
+
+// serverConn is one downstream HTTP/1.x connection.
+type serverConn struct {
+	s      *portServer
+	conn   net.Conn
+	remote string
+	tls    *tls.ConnectionState
+	cr     *connReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	// wmu orders a 100 Continue (written when the body is first read,
+	// possibly by another goroutine) with the answer's head.
+	wmu sync.Mutex
+	// header is reused from request to request.
+	header http.Header
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+func (sc *serverConn) serve() {
+	s := sc.s
+	hijacked := false
+	defer func() {
+		s.forget(sc)
+		if !hijacked {
+			sc.conn.Close()
+			sc.release()
+		}
+	}()
+	sc.remote = sc.conn.RemoteAddr().String()
+	if s.tls != nil {
+		tc := tls.Server(sc.conn, s.tls)
+		tc.SetDeadline(time.Now().Add(s.readHeaderTimeout))
+		if err := tc.HandshakeContext(context.Background()); err != nil {
+			s.log.Debug("TLS handshake", "remote", sc.remote, "err", err)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		sc.conn = tc
+		state := tc.ConnectionState()
+		sc.tls = &state
+		if state.NegotiatedProtocol == "h2" {
+			s.forget(sc)
+			hijacked = true // net/http's now
+			s.h2ln.push(tc)
+			return
+		}
+	}
+	sc.cr = &connReader{conn: sc.conn, remaining: -1}
+	sc.br = readerPool.Get().(*bufio.Reader)
+	sc.br.Reset(sc.cr)
+	sc.bw = writerPool.Get().(*bufio.Writer)
+	sc.bw.Reset(sc.conn)
+	sc.header = http.Header{}
+	if s.tls == nil {
+		sc.conn.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		if isH2, err := sc.h2Preface(); err != nil {
+			return
+		} else if isH2 {
+			s.forget(sc)
+			hijacked = true
+			s.h2ln.push(&prefacedConn{Conn: sc.conn, r: sc.br})
+			return
+		}
+	}
+	for {
+		keep, hj := sc.serveRequest()
+		if hj {
+			hijacked = true
+			return
+		}
+		if !keep {
+			sc.bw.Flush()
+			closeWrite(sc.conn)
+			return
+		}
+		if sc.br.Buffered() == 0 {
+			// Pipelined requests share one write; the last one flushes.
+			if sc.bw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// release gives the buffers back.
+func (sc *serverConn) release() {
+	if sc.br != nil {
+		sc.br.Reset(nil)
+		readerPool.Put(sc.br)
+		sc.br = nil
+	}
+	if sc.bw != nil {
+		sc.bw.Reset(nil)
+		writerPool.Put(sc.bw)
+		sc.bw = nil
+	}
+}
+
+// closeWrite ends our side and gives the client a moment to read the last
+// answer before the close resets it, as net/http does.
+func closeWrite(c net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.(closeWriter); ok {
+		cw.CloseWrite()
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// h2Preface reads as much of the first bytes as it takes to tell the
+// HTTP/2 preface from an HTTP/1 request line.
+func (sc *serverConn) h2Preface() (bool, error) {
+	for n := 1; n <= len(h2Preface); n = max(n+1, sc.br.Buffered()+1) {
+		got, err := sc.br.Peek(min(n, len(h2Preface)))
+		if err != nil {
+			return false, err
+		}
+		if !strings.HasPrefix(h2Preface, string(got)) {
+			return false, nil
+		}
+		if len(got) == len(h2Preface) {
+			return true, nil
+		}
+	}
+	return true, nil
+}
+
+// serveRequest reads one request and answers it. keep says whether the
+// connection may carry another; hijacked that the handler took it.
+func (sc *serverConn) serveRequest() (keep, hijacked bool) {
+	s := sc.s
+	if sc.br.Buffered() == 0 {
+		if !s.setActive(sc, false) {
+			return false, false
+		}
+		sc.conn.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		if _, err := sc.br.Peek(1); err != nil {
+			return false, false
+		}
+	}
+	if !s.setActive(sc, true) {
+		return false, false
+	}
+	sc.conn.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+	sc.cr.setLimit(int64(s.maxHeaderBytes) + 4096)
+	req, err := http.ReadRequest(sc.br)
+	hitLimit := sc.cr.unlimit()
+	if err != nil {
+		switch {
+		case hitLimit:
+			sc.reject(http.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err):
+			// The client went away or stalled: nothing to answer.
+		case strings.Contains(err.Error(), "unsupported transfer encoding"):
+			sc.reject(http.StatusNotImplemented, err.Error())
+		default:
+			sc.reject(http.StatusBadRequest, err.Error())
+		}
+		return false, false
+	}
+	sc.conn.SetReadDeadline(time.Time{})
+	if msg := checkRequest(req); msg != "" {
+		sc.reject(http.StatusBadRequest, msg)
+		return false, false
+	}
+	req.RemoteAddr = sc.remote
+	req.TLS = sc.tls
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+
+	clear(sc.header)
+	w := &h1Response{sc: sc, req: req, header: sc.header, contentLength: -1}
+	body := &requestBody{sc: sc, w: w, rc: req.Body}
+	if req.Body == nil || req.Body == http.NoBody {
+		body.eof = true
+	} else {
+		req.Body = body
+		if expect := req.Header.Get("Expect"); expect != "" {
+			if !strings.EqualFold(expect, "100-continue") || !req.ProtoAtLeast(1, 1) {
+				sc.reject(http.StatusExpectationFailed, "unsupported Expect")
+				return false, false
+			}
+			body.expectContinue = true
+		}
+	}
+	sc.cr.watchAfter(disconnectCheckAfter, body, cancel)
+	panicked := sc.runHandler(w, req)
+	if w.hijacked {
+		return false, true
+	}
+	sc.cr.stopWatch()
+	if panicked {
+		return false, false
+	}
+	w.finish()
+	keep = !w.closeAfter && !req.Close && !s.isClosing()
+	if keep && !body.eof {
+		// The handler left part of the body: read it away if it is short
+		// and the client sent it (a client waiting for 100 Continue has
+		// not).
+		if body.expectContinue && !body.continued {
+			keep = false
+		} else if n, err := io.CopyN(io.Discard, body.rc, maxPostHandlerDrain+1); n > maxPostHandlerDrain || (err != nil && err != io.EOF) {
+			keep = false
+		}
+	}
+	return keep, false
+}
+
+// runHandler runs the handler; true when it panicked (logged unless it
+// panicked with http.ErrAbortHandler, which aborts the answer on purpose).
+func (sc *serverConn) runHandler(w *h1Response, req *http.Request) (panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked = true
+			if v != http.ErrAbortHandler {
+				sc.s.log.Error("handler panic", "remote", sc.remote, "path", req.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	sc.s.handler.ServeHTTP(w, req)
+	return false
+}
+
+// checkRequest makes the checks net/http's server adds to
+// http.ReadRequest's; it returns what is wrong, or "".
+func checkRequest(req *http.Request) string {
+	if req.ProtoMajor != 1 {
+		return "unsupported protocol version"
+	}
+	// http.ReadRequest moved the Host header to req.Host (and refused two).
+	switch {
+	case req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != "CONNECT":
+		return "missing required Host header"
+	case !httpguts.ValidHostHeader(req.Host):
+		return "malformed Host header"
+	}
+	for k, vs := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return "invalid header name"
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return "invalid header value"
+			}
+		}
+	}
+	return ""
+}
+
+// reject answers a request it cannot serve and closes the connection.
+func (sc *serverConn) reject(code int, msg string) {
+	fmt.Fprintf(sc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		code, http.StatusText(code), len(msg)+1, msg+"\n")
+	sc.bw.Flush()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// requestBody is a request's body as the handler reads it: it sends 100
+// Continue at the first read when the client asked for it, and says when
+// the body has been read to its end (from then on, a background read may
+// watch the connection).
+type requestBody struct {
+	sc             *serverConn
+	w              *h1Response
+	rc             io.ReadCloser
+	expectContinue bool
+	continued      bool
+	eof            bool
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if b.expectContinue && !b.continued {
+		b.continued = true
+		b.sc.wmu.Lock()
+		if !b.w.committed {
+			b.sc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			b.sc.bw.Flush()
+		}
+		b.sc.wmu.Unlock()
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.sc.cr.mu.Lock()
+		b.eof = true
+		b.sc.cr.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *requestBody) Close() error { return nil }
+
+// connReader is what the connection's bufio.Reader reads from: it caps
+// the bytes of a request's head, and it can watch the connection for a
+// close while a handler runs, keeping the byte that read may find.
+type connReader struct {
+	conn net.Conn
+
+	remaining int64 // while reading a head; < 0: no limit
+	hitLimit  bool
+
+	watch *time.Timer // of the request in progress; the connection's goroutine's
+
+	mu      sync.Mutex    // guards the fields below, and requestBody.eof
+	reading chan struct{} // closed when the background read ends
+	aborted bool
+	hasByte bool
+	byteBuf [1]byte
+}
+
+func (cr *connReader) setLimit(n int64) { cr.remaining, cr.hitLimit = n, false }
+
+func (cr *connReader) unlimit() bool {
+	hit := cr.hitLimit
+	cr.remaining, cr.hitLimit = -1, false
+	return hit
+}
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	if cr.remaining == 0 {
+		cr.hitLimit = true
+		return 0, io.EOF
+	}
+	if cr.remaining > 0 && int64(len(p)) > cr.remaining {
+		p = p[:cr.remaining]
+	}
+	cr.mu.Lock()
+	if cr.hasByte {
+		p[0] = cr.byteBuf[0]
+		cr.hasByte = false
+		cr.mu.Unlock()
+		cr.consumed(1)
+		return 1, nil
+	}
+	cr.mu.Unlock()
+	n, err := cr.conn.Read(p)
+	cr.consumed(n)
+	return n, err
+}
+
+func (cr *connReader) consumed(n int) {
+	if cr.remaining > 0 {
+		cr.remaining -= int64(n)
+	}
+}
+
+// watchAfter starts, after d, a background read that cancels the request
+// when the client closes the connection. It starts only once the body
+// has been read to its end, and not when more bytes are buffered (a
+// pipelined request). stopWatch ends it.
+func (cr *connReader) watchAfter(d time.Duration, body *requestBody, cancel context.CancelFunc) {
+	cr.watch = time.AfterFunc(d, func() {
+		cr.mu.Lock()
+		defer cr.mu.Unlock()
+		if !body.eof || cr.aborted || cr.hasByte || body.sc.br.Buffered() > 0 || cr.reading != nil {
+			return
+		}
+		done := make(chan struct{})
+		cr.reading = done
+		go func() {
+			defer close(done)
+			n, err := cr.conn.Read(cr.byteBuf[:])
+			cr.mu.Lock()
+			defer cr.mu.Unlock()
+			if n == 1 {
+				cr.hasByte = true
+			}
+			if err != nil && !cr.aborted {
+				cancel() // the client went away
+			}
+		}()
+	})
+}
+
+// stopWatch ends the watch of a request: the timer, and the background
+// read if it started (a read deadline in the past ends it).
+func (cr *connReader) stopWatch() {
+	if cr.watch == nil {
+		return
+	}
+	cr.watch.Stop()
+	cr.watch = nil
+	cr.mu.Lock()
+	cr.aborted = true
+	reading := cr.reading
+	cr.mu.Unlock()
+	if reading != nil {
+		cr.conn.SetReadDeadline(aLongTimeAgo)
+		<-reading
+		cr.conn.SetReadDeadline(time.Time{})
+	}
+	cr.mu.Lock()
+	cr.aborted, cr.reading = false, nil
+	cr.mu.Unlock()
+}
+
+// h1Response is the ResponseWriter of an HTTP/1.x request.
+type h1Response struct {
+	sc     *serverConn
+	req    *http.Request
+	header http.Header
+
+	status        int  // the final status, once chosen
+	committed     bool // the head is in the connection's writer
+	contentLength int64
+	written       int64
+	chunked       bool
+	noBody        bool // HEAD, 204, 304
+	closeAfter    bool
+	hijacked      bool
+	buf           []byte // the body held before the head is written
+}
+
+func (w *h1Response) Header() http.Header { return w.header }
+
+func (w *h1Response) WriteHeader(code int) {
+	if w.hijacked || w.status != 0 {
+		return
+	}
+	if code < 100 || code > 999 {
+		code = http.StatusBadGateway
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		// An informational answer goes out at once, with the headers set
+		// so far (103 Early Hints).
+		w.sc.wmu.Lock()
+		writeStatusLine(w.sc.bw, code)
+		writeHeaders(w.sc.bw, w.header)
+		w.sc.bw.WriteString("\r\n")
+		w.sc.bw.Flush()
+		w.sc.wmu.Unlock()
+		return
+	}
+	w.status = code
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.contentLength = n
+		} else {
+			delete(w.header, "Content-Length")
+		}
+	}
+	w.noBody = w.req.Method == "HEAD" || code == http.StatusNoContent || code == http.StatusNotModified
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		if w.req.Method == "HEAD" {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.contentLength >= 0 && w.written+int64(len(p)) > w.contentLength {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if !w.committed {
+		if len(w.buf)+len(p) <= bufferedBody {
+			w.buf = append(w.buf, p...)
+			return len(p), nil
+		}
+		w.commit(false)
+	}
+	return len(p), w.writeBody(p)
+}
+
+func (w *h1Response) writeBody(p []byte) error {
+	bw := w.sc.bw
+	if len(p) == 0 {
+		return nil
+	}
+	if w.chunked {
+		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.WriteString("\r\n")
+		bw.Write(p)
+		_, err := bw.WriteString("\r\n")
+		return err
+	}
+	_, err := bw.Write(p)
+	return err
+}
+
+// Flush sends what was written so far (the head first).
+func (w *h1Response) Flush() {
+	w.FlushError()
+}
+
+// FlushError is Flush, with the error (http.ResponseController's).
+func (w *h1Response) FlushError() error {
+	if w.hijacked {
+		return http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(false)
+	}
+	return w.sc.bw.Flush()
+}
+
+// Hijack hands the connection to the handler (an upgrade), with what was
+// read of it and not used yet. It must come before any answer.
+func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if w.committed || w.status != 0 {
+		return nil, nil, errors.New("gateway: hijack after the answer started")
+	}
+	w.hijacked = true
+	w.sc.cr.stopWatch()
+	sc := w.sc
+	sc.s.forget(sc)
+	conn := sc.conn
+	if sc.cr.hasByte {
+		// A byte the watch read belongs to the hijacker.
+		conn = &prefacedConn{Conn: sc.conn, r: io.MultiReader(strings.NewReader(string(sc.cr.byteBuf[:1])), sc.conn)}
+	}
+	return conn, bufio.NewReadWriter(sc.br, sc.bw), nil
+}
+
+// commit writes the head. final says the handler is done: an answer held
+// whole then gets its Content-Length.
+func (w *h1Response) commit(final bool) {
+	sc := w.sc
+	h := w.header
+	delete(h, "Transfer-Encoding")
+	switch {
+	case w.contentLength >= 0 || w.noBody:
+	case final && len(h["Trailer"]) == 0:
+		w.contentLength = int64(len(w.buf))
+		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+	case w.req.ProtoAtLeast(1, 1):
+		w.chunked = true
+	default:
+		w.closeAfter = true // an HTTP/1.0 client reads to the close
+	}
+	if hasToken(h["Connection"], "close") || sc.s.isClosing() {
+		w.closeAfter = true
+	}
+	if w.closeAfter || w.req.Close {
+		h["Connection"] = []string{"close"}
+	} else if !w.req.ProtoAtLeast(1, 1) {
+		h["Connection"] = []string{"keep-alive"}
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{httpDate()}
+	}
+	sc.wmu.Lock()
+	w.committed = true
+	bw := sc.bw
+	writeStatusLine(bw, w.status)
+	writeHeaders(bw, h)
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
+	sc.wmu.Unlock()
+	if len(w.buf) > 0 {
+		buf := w.buf
+		w.buf = nil
+		w.writeBody(buf)
+	}
+}
+
+// finish ends the answer when the handler returns.
+func (w *h1Response) finish() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(true)
+	}
+	if w.chunked {
+		bw := w.sc.bw
+		bw.WriteString("0\r\n")
+		writeTrailers(bw, w.header)
+		bw.WriteString("\r\n")
+	}
+	if w.contentLength >= 0 && w.written < w.contentLength && !w.noBody {
+		w.closeAfter = true // short of its Content-Length: only a close ends it
+	}
+}
+
+// writeTrailers writes the trailers a handler set: the keys it announced
+// in the Trailer header, and the ones with http.TrailerPrefix.
+func writeTrailers(bw *bufio.Writer, h http.Header) {
+	for _, list := range h["Trailer"] {
+		for k := range strings.SplitSeq(list, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			for _, v := range h[k] {
+				writeHeader(bw, k, v)
+			}
+		}
+	}
+	for k, vs := range h {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			for _, v := range vs {
+				writeHeader(bw, name, v)
+			}
+		}
+	}
+}
+
+func writeStatusLine(bw *bufio.Writer, code int) {
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	bw.WriteString(text)
+	bw.WriteString("\r\n")
+}
+
+func writeHeaders(bw *bufio.Writer, h http.Header) {
+	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		for _, v := range vs {
+			writeHeader(bw, k, v)
+		}
+	}
+}
+
+// headerNewlines keeps a value on its line, as net/http does.
+var headerNewlines = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
+
+func writeHeader(bw *bufio.Writer, k, v string) {
+	if strings.ContainsAny(v, "\r\n") {
+		v = headerNewlines.Replace(v)
+	}
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// date caches the Date header of the current second.
+var date atomic.Pointer[struct {
+	sec  int64
+	text string
+}]
+
+func httpDate() string {
+	now := time.Now()
+	if d := date.Load(); d != nil && d.sec == now.Unix() {
+		return d.text
+	}
+	d := &struct {
+		sec  int64
+		text string
+	}{now.Unix(), now.UTC().Format(http.TimeFormat)}
+	date.Store(d)
+	return d.text
+}
+
+// prefacedConn is a connection whose first bytes were already read into r.
+type prefacedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefacedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// connListener hands connections to net/http's server.
+type connListener struct {
+	conns  chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return &net.TCPAddr{} }
