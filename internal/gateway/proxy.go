@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +87,9 @@ func (g *Gateway) handler(port int) http.Handler {
 		if g.tracing != nil {
 			r, span = g.tracing.startServer(r)
 		}
-		if err := g.serve(rec, r, cfg, port, info); err != nil {
+		err := g.serve(rec, r, cfg, port, info)
+		aborted := errors.Is(err, errAbort)
+		if err != nil && !aborted {
 			writeError(rec, r, err, g.log)
 		}
 		if span != nil {
@@ -103,6 +104,9 @@ func (g *Gateway) handler(port int) http.Handler {
 				slog.Float64("duration_ms", float64(took.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
 				slog.String("listener", info.listener), slog.String("route", info.route),
 				slog.String("cluster", info.cluster), slog.String("upstream", info.endpoint))
+		}
+		if aborted {
+			panic(http.ErrAbortHandler) // the client must see the answer cut
 		}
 	})
 }
@@ -294,57 +298,34 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 	}
 	hash, hashed := requestHash(f.Hash, r)
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = c.Name
-			pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
-			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			pr.SetXForwarded()
-			for _, m := range mods {
-				m.Request.Apply(pr.Out.Header)
-			}
-			pr.Out.Host = host
-			if buffered && body != nil {
-				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
-				pr.Out.ContentLength = int64(len(body))
-			}
-		},
-		Transport: &upstream{
-			pool:     g.transports.get(c),
-			overflow: g.metrics.overflow,
-			outliers: g.outliers,
-			log:      g.log,
-			cluster:  c,
-			retry:    f.Retry,
-			body:     body,
-			buffered: buffered && !isUpgrade(r),
-			info:     info,
-			tracing:  g.tracing,
-			hash:     hash,
-			hashed:   hashed,
-			skip:     g.unusable(c),
-		},
-		FlushInterval: -1,
-		ModifyResponse: func(resp *http.Response) error {
-			applyResponse(resp.Header, mods)
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if cause := context.Cause(r.Context()); errors.Is(cause, errTimeout) {
-				err = errTimeout
-			}
-			writeError(w, r, err, g.log)
-		},
-		ErrorLog:   g.proxyLog,
-		BufferPool: copyBuffers,
+	out := outboundRequest(ctx, r, path, host, mods, body, buffered)
+	up := &upstream{
+		pool:     g.transports.get(c),
+		overflow: g.metrics.overflow,
+		outliers: g.outliers,
+		log:      g.log,
+		cluster:  c,
+		retry:    f.Retry,
+		body:     body,
+		buffered: buffered && !isUpgrade(r),
+		info:     info,
+		tracing:  g.tracing,
+		hash:     hash,
+		hashed:   hashed,
+		skip:     g.unusable(c),
 	}
-	rp.ServeHTTP(w, r.WithContext(ctx))
-	return nil
+	resp, err := up.RoundTrip(out)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errTimeout) {
+			err = errTimeout
+		}
+		return err
+	}
+	applyResponse(resp.Header, mods)
+	return respond(w, r, resp)
 }
 
-// copyBuffers are the buffers ReverseProxy copies bodies with (one
-// allocated per request otherwise).
+// copyBuffers are the buffers answers are copied with.
 var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 
 type bufferPool struct{ pool sync.Pool }
@@ -449,8 +430,12 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				releaseRetryOf()
 			}
 		}
-		out := req.Clone(ctx)
-		out.URL.Host = addr
+		// The attempt's request shares the outbound request's header (the
+		// attempts run one after another).
+		out := req.WithContext(ctx)
+		target := *req.URL
+		target.Host = addr
+		out.URL = &target
 		if u.buffered && u.body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(u.body))
 		}
@@ -546,8 +531,6 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
-// hopHeaders are the hop-by-hop headers a mirrored request leaves out.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 // mirror sends a copy of a request to a cluster and forgets the answer.
 // Its Host gets "-shadow" appended, as Envoy does.
@@ -556,7 +539,7 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 	if c == nil {
 		return
 	}
-	addr, ok := c.balancer.pick(nil)
+	addr, ok := c.balancer.pick(g.unusable(c))
 	if !ok {
 		return
 	}

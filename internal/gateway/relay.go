@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// This file relays a request to an upstream and its answer back, as
+// httputil.ReverseProxy would, without its second copy of the request and
+// of its header: hop-by-hop headers stay behind, X-Forwarded-* are set,
+// trailers follow the body, a streamed answer is flushed as it comes, and
+// an upgrade (WebSocket) becomes a tunnel.
+
+// errAbort says the answer had started when the relay failed: the only way
+// left to tell the client is to cut the answer (http.ErrAbortHandler).
+var errAbort = errors.New("answer cut short")
+
+// hopHeaders are the hop-by-hop headers (RFC 9110, 7.6.1) a proxy does not
+// pass on.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// isHopHeader says whether k (canonical) is hop-by-hop, or named by the
+// message's Connection header.
+func isHopHeader(k string, connection []string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return len(connection) > 0 && hasToken(connection, k)
+}
+
+// upgradeType is the protocol a request or answer upgrades to, or "".
+func upgradeType(h http.Header) string {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// outboundRequest is the request sent upstream for r: its header without
+// the hop-by-hop ones, with X-Forwarded-For/-Host/-Proto and the routes'
+// modifiers; path and host as the route rewrote them; the body held in
+// body when buffered.
+func outboundRequest(ctx context.Context, r *http.Request, path, host string, mods []HeaderMods, body []byte, buffered bool) *http.Request {
+	h := make(http.Header, len(r.Header)+4)
+	connection := r.Header["Connection"]
+	for k, vs := range r.Header {
+		switch {
+		case isHopHeader(k, connection):
+		case k == "Forwarded" || k == "X-Forwarded-For" || k == "X-Forwarded-Host" || k == "X-Forwarded-Proto":
+		default:
+			h[k] = vs
+		}
+	}
+	if up := upgradeType(r.Header); up != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{up}
+	}
+	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
+		h["Te"] = []string{"trailers"}
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // none, rather than Go's
+	}
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
+	}
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		client = strings.Join(prior, ", ") + ", " + client
+	}
+	h["X-Forwarded-For"] = []string{client}
+	h["X-Forwarded-Host"] = []string{r.Host}
+	if r.TLS != nil {
+		h["X-Forwarded-Proto"] = []string{"https"}
+	} else {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	}
+	for _, m := range mods {
+		m.Request.Apply(h)
+	}
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Host:          host,
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Trailer:       r.Trailer,
+	}
+	switch {
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		out.Body, out.ContentLength = nil, 0
+	case buffered:
+		out.ContentLength = int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		out.Body, _ = out.GetBody()
+	}
+	return out.WithContext(ctx)
+}
+
+// respond writes an upstream's answer to w: its header without the
+// hop-by-hop ones, its body (flushed as it comes when it is streamed:
+// unknown length or server-sent events), then its trailers.
+func respond(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return tunnel(w, r, resp)
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	connection := resp.Header["Connection"]
+	for k, vs := range resp.Header {
+		if !isHopHeader(k, connection) {
+			h[k] = vs
+		}
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	streamed := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if err := copyBody(w, resp.Body, streamed); err != nil {
+		return fmt.Errorf("%w: %v", errAbort, err)
+	}
+	if len(resp.Trailer) > 0 {
+		if len(resp.Trailer) == announced {
+			for k, vs := range resp.Trailer {
+				h[k] = vs
+			}
+		} else {
+			// Trailers nobody announced (gRPC's) go by net/http's prefix.
+			for k, vs := range resp.Trailer {
+				h[http.TrailerPrefix+k] = vs
+			}
+		}
+	}
+	return nil
+}
+
+// copyBody copies an answer's body, flushing after each piece when
+// streamed.
+func copyBody(w http.ResponseWriter, body io.Reader, streamed bool) error {
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if streamed {
+				if err := rc.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// tunnel answers an upgrade the upstream accepted: it takes the client's
+// connection, writes the 101 and copies both ways until one side closes or
+// the request's context ends.
+func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
+	back, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return &StatusError{http.StatusBadGateway, "upstream upgrade without a connection"}
+	}
+	defer back.Close()
+	if want, got := upgradeType(r.Header), upgradeType(resp.Header); !strings.EqualFold(want, got) {
+		return &StatusError{http.StatusBadGateway, fmt.Sprintf("upstream switched to protocol %q when %q was asked", got, want)}
+	}
+	rec, _ := w.(*recorder)
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return &StatusError{http.StatusInternalServerError, "cannot take the connection over for the upgrade"}
+	}
+	defer conn.Close()
+	if rec != nil {
+		rec.status = http.StatusSwitchingProtocols
+	}
+	stop := context.AfterFunc(r.Context(), func() { back.Close() })
+	defer stop()
+	writeStatusLine(brw.Writer, http.StatusSwitchingProtocols)
+	writeHeaders(brw.Writer, resp.Header)
+	brw.WriteString("\r\n")
+	if err := brw.Flush(); err != nil {
+		return nil // the client went away: nothing to tell it
+	}
+	done := make(chan struct{}, 2)
+	go func() {
+		io.Copy(back, brw.Reader)
+		done <- struct{}{}
+	}()
+	go func() {
+		io.Copy(conn, back)
+		done <- struct{}{}
+	}()
+	<-done
+	return nil
+}
