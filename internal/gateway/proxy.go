@@ -531,7 +531,6 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
-
 // mirror sends a copy of a request to a cluster and forgets the answer.
 // Its Host gets "-shadow" appended, as Envoy does.
 func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, path, host string, mods []HeaderMods) {
