@@ -17,17 +17,23 @@
 // request half of a config.
 //
 // Listeners (listeners.go) are bound on the bind address at the ports of
-// the LDS listeners, serving HTTP/1.1 and h2c, or, for a listener whose
+// the LDS listeners, serving HTTP/1.x and h2c, or, for a listener whose
 // filter chains terminate TLS, HTTPS (HTTP/2 by ALPN) with the certificates
 // of SDS secrets, chosen by SNI at each handshake from the config in force
 // (a rotated secret serves new handshakes; open connections keep theirs).
-// A request picks a virtual
-// host by its Host header (exact, then the longest wildcard, then "*"), the
-// first route whose match holds, and runs that route's action (proxy.go):
+// HTTP/1.x runs in the gateway's own connection loop (h1server.go: net/http's
+// request parser, the handler in the connection's goroutine, a small answer
+// in one write); HTTP/2 connections are handed to net/http's server. A
+// request picks a virtual host by its Host header (exact, then the longest
+// wildcard, then "*"), the first route whose match holds, and runs that
+// route's action (proxy.go):
 // a direct response, a redirect, or a forward to a cluster chosen by weight,
-// with header modifiers, rewrites, mirrors, a timeout and retries. Upstreams
-// (upstream.go) keep a pooled transport per cluster across config swaps and
-// pick endpoints by smooth weighted round-robin, least request (two random
+// with header modifiers, rewrites, mirrors, a timeout and retries, relayed
+// as a reverse proxy does (relay.go). Upstreams (upstream.go) keep a
+// connection pool per cluster across config swaps (HTTP/1.1 through the
+// gateway's own client, h1client.go, which sends a request and reads its
+// answer in the request's goroutine; HTTP/2 through net/http's) and pick
+// endpoints by smooth weighted round-robin, least request (two random
 // choices) or a consistent hash ring. A cluster's circuit breaker
 // (breaker.go) caps, as Envoy's thresholds do, its requests in flight, the
 // connections its pool holds (across all its endpoints), the requests

@@ -131,7 +131,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, cfg *Config, por
 		return errNoRoute
 	}
 	info.route = route.Name
-	mods := []HeaderMods{l.Routes.Headers, vh.Headers, route.Headers}
+	// The route levels' header modifiers, outermost first (and the
+	// weighted cluster's, added by forward), without allocating.
+	var levels [4]*HeaderMods
+	mods := append(levels[:0], &l.Routes.Headers, &vh.Headers, &route.Headers)
 	switch {
 	case route.Direct != nil:
 		applyResponse(w.Header(), mods)
@@ -151,7 +154,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, cfg *Config, por
 	}
 }
 
-func applyResponse(h http.Header, mods []HeaderMods) {
+func applyResponse(h http.Header, mods []*HeaderMods) {
 	for _, m := range mods {
 		m.Response.Apply(h)
 	}
@@ -238,7 +241,7 @@ func isUpgrade(r *http.Request) bool {
 }
 
 // forward proxies a request to a cluster of the route.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, route *Route, mods []HeaderMods, info *request) error {
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, route *Route, mods []*HeaderMods, info *request) error {
 	f := route.Forward
 	wc := pickCluster(f)
 	info.cluster = wc.Name
@@ -254,7 +257,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		return errOverflow
 	}
 	defer g.active.release(c)
-	mods = append(mods, wc.Headers)
+	mods = append(mods, &wc.Headers)
 	path := r.URL.Path
 	switch {
 	case f.PrefixRewrite != nil:
@@ -419,7 +422,16 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			tried[addr] = true
 		}
 		u.info.endpoint = addr
-		ctx, cancelCtx := context.WithCancel(req.Context())
+		// The attempts run one after another on the outbound request,
+		// which is the gateway's own: each points it at its endpoint. Only
+		// a per-try timeout needs a context of the attempt's own.
+		out, cancelCtx := req, context.CancelFunc(func() {})
+		if u.retry != nil && u.retry.PerTry > 0 {
+			var ctx context.Context
+			ctx, cancelCtx = context.WithCancel(req.Context())
+			out = req.WithContext(ctx)
+		}
+		req.URL.Host = addr
 		releaseRetryOf := releaseRetry
 		releaseRetry = nil // the attempt's end gives it back now
 		cancel := func() {
@@ -430,12 +442,6 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				releaseRetryOf()
 			}
 		}
-		// The attempt's request shares the outbound request's header (the
-		// attempts run one after another).
-		out := req.WithContext(ctx)
-		target := *req.URL
-		target.Host = addr
-		out.URL = &target
 		if u.buffered && u.body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(u.body))
 		}
@@ -533,7 +539,7 @@ func (c *cancelOnClose) Close() error {
 
 // mirror sends a copy of a request to a cluster and forgets the answer.
 // Its Host gets "-shadow" appended, as Envoy does.
-func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, path, host string, mods []HeaderMods) {
+func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, path, host string, mods []*HeaderMods) {
 	c := cfg.Clusters[m.Cluster]
 	if c == nil {
 		return

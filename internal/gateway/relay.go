@@ -50,7 +50,7 @@ func upgradeType(h http.Header) string {
 // the hop-by-hop ones, with X-Forwarded-For/-Host/-Proto and the routes'
 // modifiers; path and host as the route rewrote them; the body held in
 // body when buffered.
-func outboundRequest(ctx context.Context, r *http.Request, path, host string, mods []HeaderMods, body []byte, buffered bool) *http.Request {
+func outboundRequest(ctx context.Context, r *http.Request, path, host string, mods []*HeaderMods, body []byte, buffered bool) *http.Request {
 	h := make(http.Header, len(r.Header)+4)
 	connection := r.Header["Connection"]
 	for k, vs := range r.Header {
