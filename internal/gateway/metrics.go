@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,20 @@ type metrics struct {
 	// unhealthy is how many endpoints of a cluster fail theirs.
 	healthChecks *prometheus.CounterVec
 	unhealthy    *prometheus.GaugeVec
+
+	// counters and observers cache the request series by their labels:
+	// a vector's lookup hashes the label values under a lock, on every
+	// request otherwise.
+	counters  sync.Map // requestSeries → prometheus.Counter
+	observers sync.Map // latencySeries → prometheus.Observer
 }
+
+type requestSeries struct {
+	listener, route, cluster string
+	class                    int
+}
+
+type latencySeries struct{ route, cluster string }
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -59,9 +73,18 @@ func (m *metrics) observe(r *request, status int, took time.Duration) {
 	if status == 0 {
 		status = 200
 	}
-	class := strconv.Itoa(status/100) + "xx"
-	m.requests.WithLabelValues(r.listener, r.route, r.cluster, class).Inc()
-	m.latency.WithLabelValues(r.route, r.cluster).Observe(took.Seconds())
+	rk := requestSeries{r.listener, r.route, r.cluster, status / 100}
+	c, ok := m.counters.Load(rk)
+	if !ok {
+		c, _ = m.counters.LoadOrStore(rk, m.requests.WithLabelValues(r.listener, r.route, r.cluster, strconv.Itoa(rk.class)+"xx"))
+	}
+	c.(prometheus.Counter).Inc()
+	lk := latencySeries{r.route, r.cluster}
+	o, ok := m.observers.Load(lk)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(lk, m.latency.WithLabelValues(r.route, r.cluster))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
 }
 
 // overflow counts a circuit breaker's refusal: limit is requests, pending
