@@ -179,24 +179,27 @@ func (c *countedConn) Close() error {
 // errPendingOverflow at once when max_pending_requests already wait. An
 // HTTP/2 pool multiplexes: its attempts take no place (the dial cap still
 // holds).
-func (p *pool) connection(ctx context.Context) (release func(), err error) {
+func (p *pool) connection(ctx context.Context) (held bool, err error) {
 	if p.h2 {
-		return func() {}, nil
+		return false, nil
 	}
 	l := p.limits.Load()
 	if !p.slots.tryAcquire(l.MaxConnections) {
 		if n := p.pending.Add(1); l.MaxPendingRequests > 0 && n > int64(l.MaxPendingRequests) {
 			p.pending.Add(-1)
-			return nil, errPendingOverflow
+			return false, errPendingOverflow
 		}
 		err := p.slots.acquire(ctx, l.MaxConnections)
 		p.pending.Add(-1)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 	}
-	return sync.OnceFunc(p.slots.release), nil
+	return true, nil
 }
+
+// releaseConnection gives back a connection connection took.
+func (p *pool) releaseConnection() { p.slots.release() }
 
 // retry takes a place for a retry; false when max_retries are in flight.
 func (p *pool) retry() (release func(), ok bool) {

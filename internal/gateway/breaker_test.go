@@ -52,15 +52,15 @@ func TestPoolPending(t *testing.T) {
 	p := newPool(false)
 	p.limits.Store(&Limits{MaxConnections: 1, MaxPendingRequests: 1})
 	ctx := context.Background()
-	first, err := p.connection(ctx)
+	_, err := p.connection(ctx)
 	if err != nil {
 		t.Fatalf("first: %v, want the connection", err)
 	}
 	got := make(chan error, 1)
 	go func() {
-		release, err := p.connection(ctx)
+		_, err := p.connection(ctx)
 		if err == nil {
-			release()
+			p.releaseConnection()
 		}
 		got <- err
 	}()
@@ -74,7 +74,7 @@ func TestPoolPending(t *testing.T) {
 	if _, err := p.connection(ctx); err != errPendingOverflow {
 		t.Errorf("third: %v, want errPendingOverflow", err)
 	}
-	first()
+	p.releaseConnection()
 	if err := <-got; err != nil {
 		t.Errorf("second, after the first gave back its connection: %v, want the connection", err)
 	}

@@ -403,18 +403,24 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 			}
 		}
-		releaseConn, err := u.pool.connection(req.Context())
+		a := &attempt{u: u, ep: -1, retry: releaseRetry}
+		releaseRetry = nil // the attempt's end gives it back now
+		held, err := u.pool.connection(req.Context())
 		if err != nil {
+			a.end()
 			if err == errPendingOverflow {
 				u.overflow(u.cluster.Name, "pending")
 			}
 			return nil, err
 		}
-		addr, release, ok := u.cluster.balancer.acquire(tried, u.hash, u.hashed)
+		a.conn = held
+		ep, ok := u.cluster.balancer.acquire(tried, u.hash, u.hashed)
 		if !ok {
-			releaseConn()
+			a.end()
 			return nil, errNoEndpoints
 		}
+		a.ep = ep
+		addr := u.cluster.balancer.eps[ep].Addr
 		if !last {
 			if tried == nil {
 				tried = map[string]bool{}
@@ -425,23 +431,13 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The attempts run one after another on the outbound request,
 		// which is the gateway's own: each points it at its endpoint. Only
 		// a per-try timeout needs a context of the attempt's own.
-		out, cancelCtx := req, context.CancelFunc(func() {})
+		out := req
 		if u.retry != nil && u.retry.PerTry > 0 {
 			var ctx context.Context
-			ctx, cancelCtx = context.WithCancel(req.Context())
+			ctx, a.cancelCtx = context.WithCancel(req.Context())
 			out = req.WithContext(ctx)
 		}
 		req.URL.Host = addr
-		releaseRetryOf := releaseRetry
-		releaseRetry = nil // the attempt's end gives it back now
-		cancel := func() {
-			cancelCtx()
-			release()
-			releaseConn()
-			if releaseRetryOf != nil {
-				releaseRetryOf()
-			}
-		}
 		if u.buffered && u.body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(u.body))
 		}
@@ -454,7 +450,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if u.retry != nil && u.retry.PerTry > 0 {
 			timer = time.AfterFunc(u.retry.PerTry, func() {
 				timedOut.Store(true)
-				cancel()
+				a.end()
 			})
 		}
 		resp, err := u.pool.t.RoundTrip(out)
@@ -476,7 +472,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			u.log.Info("endpoint ejected", "cluster", u.cluster.Name, "endpoint", addr, "status", status)
 		}
 		if err != nil {
-			cancel()
+			a.end()
 			if timedOut.Load() {
 				err = errPerTry
 			}
@@ -488,11 +484,43 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !last && u.retry.retriableStatus(resp.StatusCode) && u.retryAllowed(&releaseRetry) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
-			cancel()
+			a.end()
 			continue
 		}
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel, span: span, status: status}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, attempt: a, span: span, status: status}
 		return resp, nil
+	}
+}
+
+// attempt is what one try holds until it ends: a request in flight to its
+// endpoint, a connection of the pool, a retry's place and, with a per-try
+// timeout, its context.
+type attempt struct {
+	u         *upstream
+	ep        int  // the endpoint's index in the balancer, once picked
+	conn      bool // holds one of the pool's connections
+	retry     func()
+	cancelCtx context.CancelFunc
+	ended     atomic.Bool
+}
+
+// end gives back what the attempt holds; it may be called more than once
+// (a per-try timeout and the failure it causes).
+func (a *attempt) end() {
+	if a.ended.Swap(true) {
+		return
+	}
+	if a.cancelCtx != nil {
+		a.cancelCtx()
+	}
+	if a.ep >= 0 {
+		a.u.cluster.balancer.release(a.ep)
+	}
+	if a.conn {
+		a.u.pool.releaseConnection()
+	}
+	if a.retry != nil {
+		a.retry()
 	}
 }
 
@@ -509,12 +537,12 @@ func (u *upstream) retryAllowed(release *func()) bool {
 	return true
 }
 
-// cancelOnClose ends an attempt's context (and span) with its response body. It
+// cancelOnClose ends an attempt (and its span) with its response body. It
 // writes through to the body too: the body of a 101 response is the
-// upgraded connection, which ReverseProxy writes to.
+// upgraded connection, which the tunnel writes to.
 type cancelOnClose struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	attempt *attempt
 	// span, when tracing, is the attempt's span, ended with the body.
 	span   trace.Span
 	status int
@@ -533,7 +561,7 @@ func (c *cancelOnClose) Close() error {
 	if c.span != nil {
 		finishAttempt(c.span, c.status, nil)
 	}
-	c.cancel()
+	c.attempt.end()
 	return err
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net/http/httptest"
-	"slices"
 	"testing"
 	"time"
 
@@ -237,16 +236,15 @@ func TestOutlierEjection(t *testing.T) {
 
 func TestLeastRequest(t *testing.T) {
 	b := newBalancer([]Endpoint{{Addr: "a", Weight: 1}, {Addr: "b", Weight: 1}}, LeastRequest)
-	_, releaseA, _ := b.acquire(map[string]bool{"b": true}, 0, false)
+	a, _ := b.acquire(map[string]bool{"b": true}, 0, false)
 	for range 50 {
-		addr, release, ok := b.acquire(nil, 0, false)
-		if !ok || addr != "b" {
-			t.Fatalf("picked %s with a request in flight on a and none on b", addr)
+		i, ok := b.acquire(nil, 0, false)
+		if !ok || b.eps[i].Addr != "b" {
+			t.Fatalf("picked %s with a request in flight on a and none on b", b.eps[i].Addr)
 		}
-		release()
-		release() // idempotent
+		b.release(i)
 	}
-	releaseA()
+	b.release(a)
 	if b.inflight[0].Load() != 0 || b.inflight[1].Load() != 0 {
 		t.Errorf("in flight after every release: a %d, b %d", b.inflight[0].Load(), b.inflight[1].Load())
 	}
@@ -258,20 +256,20 @@ func TestRingSpread(t *testing.T) {
 	b := newBalancer([]Endpoint{{Addr: "127.0.0.1:40001", Weight: 1}, {Addr: "127.0.0.1:40002", Weight: 1}, {Addr: "127.0.0.1:40003", Weight: 2}}, RingHash)
 	counts := make([]int, 3)
 	for u := range 4000 {
-		addr, release, _ := b.acquire(nil, hashString(fmt.Sprintf("user-%d", u)), true)
-		release()
-		counts[slices.IndexFunc(b.eps, func(e Endpoint) bool { return e.Addr == addr })]++
+		i, _ := b.acquire(nil, hashString(fmt.Sprintf("user-%d", u)), true)
+		b.release(i)
+		counts[i]++
 	}
 	for i, want := range []float64{1000, 1000, 2000} {
 		if math.Abs(float64(counts[i])-want) > want/4 {
 			t.Errorf("endpoint %d (weight %v) got %d of 4000 keys, want about %v", i, b.eps[i].Weight, counts[i], want)
 		}
 	}
-	again, release, _ := b.acquire(nil, hashString("user-7"), true)
-	release()
-	first, release2, _ := b.acquire(nil, hashString("user-7"), true)
-	release2()
+	again, _ := b.acquire(nil, hashString("user-7"), true)
+	b.release(again)
+	first, _ := b.acquire(nil, hashString("user-7"), true)
+	b.release(first)
 	if again != first {
-		t.Errorf("user-7 went to %s then %s", again, first)
+		t.Errorf("user-7 went to %s then %s", b.eps[again].Addr, b.eps[first].Addr)
 	}
 }

@@ -88,13 +88,12 @@ func (b *balancer) pick(skip map[string]bool) (string, bool) {
 }
 
 // acquire picks an endpoint, avoiding skip, and counts a request to it in
-// flight until release is called. hash, when hashed, is the request's hash
-// for a ring-hash balancer.
-func (b *balancer) acquire(skip map[string]bool, hash uint64, hashed bool) (addr string, release func(), ok bool) {
+// flight until release(i). hash, when hashed, is the request's hash for a
+// ring-hash balancer.
+func (b *balancer) acquire(skip map[string]bool, hash uint64, hashed bool) (i int, ok bool) {
 	if len(b.eps) == 0 {
-		return "", nil, false
+		return 0, false
 	}
-	var i int
 	if len(b.ring) > 0 && hashed {
 		i = b.byHash(hash, skip)
 	} else if b.leastRequest && len(b.eps) > 1 {
@@ -103,8 +102,11 @@ func (b *balancer) acquire(skip map[string]bool, hash uint64, hashed bool) (addr
 		i = b.roundRobin(skip)
 	}
 	b.inflight[i].Add(1)
-	return b.eps[i].Addr, sync.OnceFunc(func() { b.inflight[i].Add(-1) }), true
+	return i, true
 }
+
+// release ends a request acquire counted.
+func (b *balancer) release(i int) { b.inflight[i].Add(-1) }
 
 // usable says whether endpoint i may be picked: not skipped, unless every
 // endpoint is.
