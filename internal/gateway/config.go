@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -318,6 +319,11 @@ type Cluster struct {
 	// health is its endpoints' health-check state, set when the config is
 	// put in force; nil without a health check.
 	health *clusterHealth
+	// pool and inflight are its connection pool and its count of requests
+	// in flight, which outlive config swaps; set when the config is put in
+	// force.
+	pool     *pool
+	inflight *atomic.Int64
 }
 
 // LBPolicy is how a cluster picks endpoints.

@@ -315,6 +315,10 @@ func (g *Gateway) swapLocked(cfg *Config) {
 		g.warming = nil
 	}
 	g.health.update(cfg) // before cfg is in force: it links cfg's clusters to their health
+	for _, c := range cfg.Clusters {
+		c.pool = g.transports.get(c)
+		c.inflight = g.active.counter(c.Name)
+	}
 	g.cfg.Store(cfg)
 	keep := map[int]bool{}
 	for port := range cfg.Listeners {

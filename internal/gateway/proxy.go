@@ -252,11 +252,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 	if len(c.Endpoints) == 0 || g.noHealthyEndpoints(c) {
 		return errNoEndpoints
 	}
-	if !g.active.acquire(c) {
+	if !acquireRequest(c) {
 		g.metrics.overflow(c.Name, "requests")
 		return errOverflow
 	}
-	defer g.active.release(c)
+	defer releaseRequest(c)
 	mods = append(mods, &wc.Headers)
 	path := r.URL.Path
 	switch {
@@ -303,7 +303,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 	hash, hashed := requestHash(f.Hash, r)
 	out := outboundRequest(ctx, r, path, host, mods, body, buffered)
 	up := &upstream{
-		pool:     g.transports.get(c),
+		pool:     c.pool,
 		overflow: g.metrics.overflow,
 		outliers: g.outliers,
 		log:      g.log,
@@ -583,7 +583,7 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 	for _, mod := range mods {
 		mod.Request.Apply(h)
 	}
-	t := g.transports.get(c)
+	t := c.pool
 	parent := trace.SpanContextFromContext(r.Context())
 	g.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(g.bgCtx, 30*time.Second)

@@ -25,7 +25,7 @@ func benchGateway(tb testing.TB, upstream string) *Gateway {
 		Forward: &Forward{Clusters: []WeightedCluster{{Name: "up", Weight: 1}}, TotalWeight: 1, NotFoundStatus: 503}}
 	c := &Cluster{Name: "up", Endpoints: []Endpoint{{Addr: strings.TrimPrefix(upstream, "http://"), Weight: 1}}, Loaded: true}
 	c.balancer = newBalancer(c.Endpoints, RoundRobin)
-	g.cfg.Store(&Config{
+	g.swap(&Config{
 		Listeners: map[int]*Listener{80: {Name: "l", Port: 80, Routes: &RouteTable{VirtualHosts: []*VirtualHost{{Name: "*", Domains: []string{"*"}, Routes: []*Route{route}}}}}},
 		Clusters:  map[string]*Cluster{"up": c},
 		Complete:  true,

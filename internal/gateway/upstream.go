@@ -227,32 +227,34 @@ type active struct {
 
 func newActive() *active { return &active{byCluster: map[string]*atomic.Int64{}} }
 
-// acquire counts a request to c in; false (and nothing counted) when c's
-// max_requests are already in flight. release must follow a true.
-func (a *active) acquire(c *Cluster) bool {
+// counter is the count of requests in flight to the cluster name.
+func (a *active) counter(name string) *atomic.Int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.byCluster[name]
+	if n == nil {
+		n = new(atomic.Int64)
+		a.byCluster[name] = n
+	}
+	return n
+}
+
+// acquireRequest counts a request to c in; false (and nothing counted)
+// when c's max_requests are already in flight. releaseRequest must follow
+// a true.
+func acquireRequest(c *Cluster) bool {
 	if c.MaxRequests == 0 {
 		return true
 	}
-	a.mu.Lock()
-	n := a.byCluster[c.Name]
-	if n == nil {
-		n = new(atomic.Int64)
-		a.byCluster[c.Name] = n
-	}
-	a.mu.Unlock()
-	if n.Add(1) > int64(c.MaxRequests) {
-		n.Add(-1)
+	if c.inflight.Add(1) > int64(c.MaxRequests) {
+		c.inflight.Add(-1)
 		return false
 	}
 	return true
 }
 
-func (a *active) release(c *Cluster) {
-	if c.MaxRequests == 0 {
-		return
+func releaseRequest(c *Cluster) {
+	if c.MaxRequests != 0 {
+		c.inflight.Add(-1)
 	}
-	a.mu.Lock()
-	n := a.byCluster[c.Name]
-	a.mu.Unlock()
-	n.Add(-1)
 }
