@@ -330,19 +330,24 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // h2Preface reads as much of the first bytes as it takes to tell the
 // HTTP/2 preface from an HTTP/1 request line.
 func (sc *serverConn) h2Preface() (bool, error) {
-	for n := 1; n <= len(h2Preface); n = max(n+1, sc.br.Buffered()+1) {
-		got, err := sc.br.Peek(min(n, len(h2Preface)))
+	n := 1
+	for {
+		got, err := sc.br.Peek(n)
 		if err != nil {
 			return false, err
 		}
 		if !strings.HasPrefix(h2Preface, string(got)) {
 			return false, nil
 		}
-		if len(got) == len(h2Preface) {
+		if n == len(h2Preface) {
 			return true, nil
 		}
+		// What is buffered tells more at once; when all of it is a
+		// prefix of the preface, wait for one byte more. (This loop used
+		// to jump past the preface's length after the first byte and take
+		// any request starting with "P", POST or PUT, for HTTP/2.)
+		n = min(max(n+1, sc.br.Buffered()), len(h2Preface))
 	}
-	return true, nil
 }
 
 // serveRequest reads one request and answers it. keep says whether the
@@ -409,23 +414,42 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	if w.hijacked {
 		return false, true
 	}
+	body.end()
 	sc.cr.stopWatch()
 	if panicked {
 		return false, false
 	}
-	w.finish()
-	keep = !w.closeAfter && !req.Close && !s.isClosing()
-	if keep && !body.eof {
-		// The handler left part of the body: read it away if it is short
-		// and the client sent it (a client waiting for 100 Continue has
-		// not).
-		if body.expectContinue && !body.continued {
-			keep = false
-		} else if n, err := io.CopyN(io.Discard, body.rc, maxPostHandlerDrain+1); n > maxPostHandlerDrain || (err != nil && err != io.EOF) {
-			keep = false
-		}
+	// What the handler left of the body is read away before the head goes
+	// out when it has not yet, so that the answer can say Connection:
+	// close when the connection cannot carry another request, as net/http's
+	// does. (It used to be read after the head, which then promised a
+	// connection that was closed.)
+	if !w.committed && !req.Close && !body.discard() {
+		w.closeAfter = true
 	}
+	w.finish()
+	keep = !w.closeAfter && !req.Close && !s.isClosing() && body.discard()
 	return keep, false
+}
+
+// discard reads away what the handler left of the body if it is short and
+// the client sent it (a client waiting for 100 Continue has not); false
+// when the rest of the body is not read and the connection must close.
+func (b *requestBody) discard() bool {
+	if b.eof {
+		return true
+	}
+	if b.expectContinue && !b.continued {
+		return false
+	}
+	n, err := io.CopyN(io.Discard, b.rc, maxPostHandlerDrain+1)
+	if n > maxPostHandlerDrain || (err != nil && err != io.EOF) {
+		return false
+	}
+	b.sc.cr.mu.Lock()
+	b.eof = true
+	b.sc.cr.mu.Unlock()
+	return true
 }
 
 // runHandler runs the handler; true when it panicked (logged unless it
@@ -490,11 +514,32 @@ type requestBody struct {
 	w              *h1Response
 	rc             io.ReadCloser
 	expectContinue bool
-	continued      bool
-	eof            bool
+	eof            bool // guarded by sc.cr.mu
+
+	// mu keeps a reader the handler left behind (an upstream client's
+	// body writer when the upstream answered early) off the connection
+	// once the handler returned: it used to read it along with the
+	// connection's goroutine, which reads away the rest of the body and
+	// the next request.
+	mu        sync.Mutex // guards reads of rc, continued, ended
+	continued bool
+	ended     bool
+}
+
+// end is called when the handler returns: a Read in progress is waited
+// for, and a later one fails, as with net/http's server.
+func (b *requestBody) end() {
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return 0, http.ErrBodyReadAfterClose
+	}
 	if b.expectContinue && !b.continued {
 		b.continued = true
 		b.sc.wmu.Lock()
@@ -758,7 +803,9 @@ func (w *h1Response) commit(final bool) {
 	delete(h, "Transfer-Encoding")
 	switch {
 	case w.contentLength >= 0 || w.noBody:
-	case final && len(h["Trailer"]) == 0:
+	case final && len(h["Trailer"]) == 0 && !hasPrefixedTrailer(h):
+		// (Trailers set with http.TrailerPrefix alone used to be dropped
+		// from a small answer: they need the chunked framing too.)
 		w.contentLength = int64(len(w.buf))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	case w.req.ProtoAtLeast(1, 1):
@@ -831,6 +878,17 @@ func writeTrailers(bw *bufio.Writer, h http.Header) {
 			}
 		}
 	}
+}
+
+// hasPrefixedTrailer says whether h holds a trailer set with
+// http.TrailerPrefix.
+func hasPrefixedTrailer(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func writeStatusLine(bw *bufio.Writer, code int) {
