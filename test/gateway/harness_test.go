@@ -370,6 +370,7 @@ func (e *env) url(path string) string {
 
 // response is a gateway response, with the upstream's echo when it is one.
 type response struct {
+	proto  string // the protocol the gateway answered with
 	status int
 	header http.Header
 	body   string
@@ -397,7 +398,7 @@ func (e *env) do(method, path, host string, header map[string]string, body strin
 	if err != nil {
 		return response{}, err
 	}
-	out := response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	out := response{proto: resp.Proto, status: resp.StatusCode, header: resp.Header, body: string(b)}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		var ec echoed
 		if json.Unmarshal(b, &ec) == nil {

@@ -172,7 +172,7 @@ func TestRouting(t *testing.T) {
 			}
 		}
 	}
-	for _, tc := range []struct {
+	table := []struct {
 		name, method, path, host string
 		header                   map[string]string
 		checks                   []check
@@ -216,18 +216,40 @@ func TestRouting(t *testing.T) {
 		{name: "wildcard needs a label", path: "/x", host: "wild.example.com", checks: []check{status(404)}},
 		{name: "other hostname", path: "/match/exact", host: "other.example.com", checks: []check{rule("exact")}},
 		{name: "forwarded headers", path: "/match/x", checks: []check{upstreamHeader("X-Forwarded-For", "127.0.0.1"), upstreamHeader("X-Forwarded-Proto", "http")}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			method := tc.method
-			if method == "" {
-				method = "GET"
-			}
-			r, err := e.do(method, tc.path, tc.host, tc.header, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range tc.checks {
-				c(t, r)
+	}
+	// The table runs over HTTP/1.1 (the gateway's own connection loop) and
+	// over h2c (net/http's HTTP/2 server): one behaviour whatever the
+	// protocol.
+	h2c := &http.Client{Timeout: e.http.Timeout, CheckRedirect: e.http.CheckRedirect, Transport: &http.Transport{Protocols: new(http.Protocols)}}
+	h2c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(h2c.CloseIdleConnections)
+	for _, p := range []struct {
+		name, proto string
+		client      *http.Client
+	}{{"h1", "HTTP/1.1", e.http}, {"h2c", "HTTP/2.0", h2c}} {
+		t.Run(p.name, func(t *testing.T) {
+			h1 := e.http
+			e.http = p.client
+			defer func() { e.http = h1 }()
+			for _, tc := range table {
+				t.Run(tc.name, func(t *testing.T) {
+					method := tc.method
+					if method == "" {
+						method = "GET"
+					}
+					// The upstream fails a key once: each protocol has its own.
+					path := strings.ReplaceAll(tc.path, "fail=k", "fail="+p.name+"-k")
+					r, err := e.do(method, path, tc.host, tc.header, "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.proto != p.proto {
+						t.Errorf("answered over %s, want %s", r.proto, p.proto)
+					}
+					for _, c := range tc.checks {
+						c(t, r)
+					}
+				})
 			}
 		})
 	}
