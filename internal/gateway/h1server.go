@@ -44,10 +44,10 @@ type portServer struct {
 	h2   *http.Server
 	h2ln *connListener
 
-	mu       sync.Mutex           // guards conns, listener, closing
-	conns    map[*serverConn]bool // true while it serves a request
+	mu       sync.Mutex // guards conns, listener
+	conns    map[*serverConn]struct{}
 	listener net.Listener
-	closing  bool
+	closing  atomic.Bool
 	wg       sync.WaitGroup // the connections' goroutines
 }
 
@@ -71,7 +71,7 @@ func newPortServer(handler http.Handler, tlsConfig *tls.Config, log *slog.Logger
 		readHeaderTimeout: 30 * time.Second,
 		idleTimeout:       5 * time.Minute,
 		maxHeaderBytes:    http.DefaultMaxHeaderBytes,
-		conns:             map[*serverConn]bool{},
+		conns:             map[*serverConn]struct{}{},
 	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP2(true)
@@ -101,10 +101,7 @@ func (s *portServer) serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			if s.closing.Load() {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
@@ -131,10 +128,10 @@ func (s *portServer) serve(ln net.Listener) error {
 func (s *portServer) track(sc *serverConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing.Load() {
 		return false
 	}
-	s.conns[sc] = false
+	s.conns[sc] = struct{}{}
 	return true
 }
 
@@ -145,29 +142,22 @@ func (s *portServer) forget(sc *serverConn) {
 }
 
 // setActive marks a connection serving a request or idle; false when the
-// server is closing and the idle connection should end.
+// server is closing and the idle connection should end. (A shutdown sets
+// closing, then closes the connections it finds idle: one going idle
+// meanwhile sees closing here.)
 func (s *portServer) setActive(sc *serverConn, active bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing && !active {
-		return false
-	}
-	s.conns[sc] = active
-	return true
+	sc.active.Store(active)
+	return active || !s.closing.Load()
 }
 
-func (s *portServer) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
+func (s *portServer) isClosing() bool { return s.closing.Load() }
 
 // shutdown stops accepting, closes idle connections, lets the requests in
 // flight finish until ctx ends (then closes what is left), and drains the
 // HTTP/2 connections the same way.
 func (s *portServer) shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	s.closing.Store(true)
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -178,8 +168,8 @@ func (s *portServer) shutdown(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		s.mu.Lock()
-		for sc, active := range s.conns {
-			if !active {
+		for sc := range s.conns {
+			if !sc.active.Load() {
 				sc.conn.Close()
 			}
 		}
@@ -203,7 +193,7 @@ func (s *portServer) shutdown(ctx context.Context) error {
 // close closes the listener and every connection at once.
 func (s *portServer) close() {
 	s.mu.Lock()
-	s.closing = true
+	s.closing.Store(true)
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -217,6 +207,7 @@ func (s *portServer) close() {
 // serverConn is one downstream HTTP/1.x connection.
 type serverConn struct {
 	s      *portServer
+	active atomic.Bool // serving a request (else idle between requests)
 	conn   net.Conn
 	remote string
 	tls    *tls.ConnectionState
@@ -383,7 +374,12 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 		}
 		return false, false
 	}
-	sc.conn.SetReadDeadline(time.Time{})
+	if req.Body != nil && req.Body != http.NoBody {
+		// The body has no deadline. A request without one keeps the
+		// head's until the next request sets another (one system call
+		// less per request); the watch and Hijack lift it when they read.
+		sc.conn.SetReadDeadline(time.Time{})
+	}
 	if msg := checkRequest(req); msg != "" {
 		sc.reject(http.StatusBadRequest, msg)
 		return false, false
@@ -409,7 +405,7 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 			body.expectContinue = true
 		}
 	}
-	sc.cr.watchAfter(disconnectCheckAfter, body, cancel)
+	sc.cr.armWatch(disconnectCheckAfter, body, cancel)
 	panicked := sc.runHandler(w, req)
 	if w.hijacked {
 		return false, true
@@ -480,14 +476,11 @@ func checkRequest(req *http.Request) string {
 	case !httpguts.ValidHostHeader(req.Host):
 		return "malformed Host header"
 	}
-	for k, vs := range req.Header {
+	// textproto, under http.ReadRequest, refuses invalid values already,
+	// but lets a name with a space through.
+	for k := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return "invalid header name"
-		}
-		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return "invalid header value"
-			}
 		}
 	}
 	return ""
@@ -569,9 +562,12 @@ type connReader struct {
 	remaining int64 // while reading a head; < 0: no limit
 	hitLimit  bool
 
-	watch *time.Timer // of the request in progress; the connection's goroutine's
+	watch *time.Timer // runs fire; the connection's goroutine's
 
-	mu      sync.Mutex    // guards the fields below, and requestBody.eof
+	mu      sync.Mutex // guards the fields below, and requestBody.eof
+	armed   bool       // a request is watched
+	body    *requestBody
+	cancel  context.CancelFunc
 	reading chan struct{} // closed when the background read ends
 	aborted bool
 	hasByte bool
@@ -614,32 +610,49 @@ func (cr *connReader) consumed(n int) {
 	}
 }
 
-// watchAfter starts, after d, a background read that cancels the request
+// armWatch starts, after d, a background read that cancels the request
 // when the client closes the connection. It starts only once the body
 // has been read to its end, and not when more bytes are buffered (a
-// pipelined request). stopWatch ends it.
-func (cr *connReader) watchAfter(d time.Duration, body *requestBody, cancel context.CancelFunc) {
-	cr.watch = time.AfterFunc(d, func() {
+// pipelined request). stopWatch ends it. The timer is the connection's,
+// made at its first request.
+func (cr *connReader) armWatch(d time.Duration, body *requestBody, cancel context.CancelFunc) {
+	cr.mu.Lock()
+	cr.armed, cr.body, cr.cancel = true, body, cancel
+	cr.mu.Unlock()
+	if cr.watch == nil {
+		cr.watch = time.AfterFunc(d, cr.fire)
+		return
+	}
+	cr.watch.Reset(d)
+}
+
+// fire starts the background read of an armed watch.
+func (cr *connReader) fire() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	// armed is false once stopWatch began: a timer that fired late must
+	// not read during the next request.
+	if !cr.armed || !cr.body.eof || cr.hasByte || cr.body.sc.br.Buffered() > 0 || cr.reading != nil {
+		return
+	}
+	// A request without a body kept the head's deadline. Lifted here, under
+	// the lock, so that stopWatch's deadline in the past comes after it.
+	cr.conn.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	cr.reading = done
+	cancel := cr.cancel
+	go func() {
+		defer close(done)
+		n, err := cr.conn.Read(cr.byteBuf[:])
 		cr.mu.Lock()
 		defer cr.mu.Unlock()
-		if !body.eof || cr.aborted || cr.hasByte || body.sc.br.Buffered() > 0 || cr.reading != nil {
-			return
+		if n == 1 {
+			cr.hasByte = true
 		}
-		done := make(chan struct{})
-		cr.reading = done
-		go func() {
-			defer close(done)
-			n, err := cr.conn.Read(cr.byteBuf[:])
-			cr.mu.Lock()
-			defer cr.mu.Unlock()
-			if n == 1 {
-				cr.hasByte = true
-			}
-			if err != nil && !cr.aborted {
-				cancel() // the client went away
-			}
-		}()
-	})
+		if err != nil && !cr.aborted {
+			cancel() // the client went away
+		}
+	}()
 }
 
 // stopWatch ends the watch of a request: the timer, and the background
@@ -649,8 +662,8 @@ func (cr *connReader) stopWatch() {
 		return
 	}
 	cr.watch.Stop()
-	cr.watch = nil
 	cr.mu.Lock()
+	cr.armed = false
 	cr.aborted = true
 	reading := cr.reading
 	cr.mu.Unlock()
@@ -660,7 +673,7 @@ func (cr *connReader) stopWatch() {
 		cr.conn.SetReadDeadline(time.Time{})
 	}
 	cr.mu.Lock()
-	cr.aborted, cr.reading = false, nil
+	cr.aborted, cr.reading, cr.body, cr.cancel = false, nil, nil, nil
 	cr.mu.Unlock()
 }
 
@@ -786,6 +799,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.hijacked = true
 	w.sc.cr.stopWatch()
 	sc := w.sc
+	sc.conn.SetReadDeadline(time.Time{}) // a request without a body kept its head's
 	sc.s.forget(sc)
 	conn := sc.conn
 	if sc.cr.hasByte {

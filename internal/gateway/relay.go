@@ -159,7 +159,10 @@ func respond(w http.ResponseWriter, r *http.Request, resp *http.Response) error 
 func copyBody(w http.ResponseWriter, body io.Reader, streamed bool) error {
 	buf := copyBuffers.Get()
 	defer copyBuffers.Put(buf)
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController
+	if streamed {
+		rc = http.NewResponseController(w)
+	}
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
