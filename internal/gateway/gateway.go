@@ -47,10 +47,14 @@ type Options struct {
 	// Version is reported to the control plane as the node's user agent
 	// version.
 	Version string
-	// OTLPEndpoint is the host:port of an OTLP gRPC trace receiver; ""
-	// turns tracing off (a request's traceparent then reaches the upstream
+	// OTLPEndpoint is the OTLP gRPC trace receiver: host:port or
+	// http://host:port (plaintext), or https://host:port (TLS); "" turns
+	// tracing off (a request's traceparent then reaches the upstream
 	// unchanged).
 	OTLPEndpoint string
+	// OTLPCAFile, with an https endpoint, holds the PEM certificates its
+	// receiver's is verified against (default: the system's).
+	OTLPCAFile string
 	// TraceSampleRatio is the fraction, 0 to 1, of the traces started at
 	// the gateway that are sampled; a request that carries a traceparent
 	// follows its caller's decision.
@@ -100,8 +104,15 @@ func New(opts Options) (*Gateway, error) {
 	if opts.XDSServer == "" {
 		return nil, errors.New("gateway: --xds-server is required")
 	}
-	if opts.OTLPEndpoint != "" && !(opts.TraceSampleRatio >= 0 && opts.TraceSampleRatio <= 1) {
-		return nil, fmt.Errorf("gateway: --trace-sample-ratio %v: want a number from 0 to 1", opts.TraceSampleRatio)
+	if opts.OTLPEndpoint != "" {
+		if !(opts.TraceSampleRatio >= 0 && opts.TraceSampleRatio <= 1) {
+			return nil, fmt.Errorf("gateway: --trace-sample-ratio %v: want a number from 0 to 1", opts.TraceSampleRatio)
+		}
+		if _, _, err := otlpTarget(opts.OTLPEndpoint, opts.OTLPCAFile); err != nil {
+			return nil, err
+		}
+	} else if opts.OTLPCAFile != "" {
+		return nil, errors.New("gateway: --otlp-ca-file needs --otlp-endpoint")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

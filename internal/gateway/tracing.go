@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/credentials"
 )
 
 // Span attributes: the OpenTelemetry HTTP semantic conventions, and
@@ -58,7 +63,15 @@ func newTracing(ctx context.Context, opts Options) (*tracing, error) {
 	if opts.OTLPEndpoint == "" {
 		return nil, nil
 	}
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(opts.OTLPEndpoint), otlptracegrpc.WithInsecure())
+	addr, creds, err := otlpTarget(opts.OTLPEndpoint, opts.OTLPCAFile)
+	if err != nil {
+		return nil, err
+	}
+	conn := otlptracegrpc.WithInsecure()
+	if creds != nil {
+		conn = otlptracegrpc.WithTLSCredentials(creds)
+	}
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(addr), conn)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: OTLP exporter: %w", err)
 	}
@@ -73,6 +86,42 @@ func newTracing(ctx context.Context, opts Options) (*tracing, error) {
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(opts.TraceSampleRatio))),
 	)
 	return &tracing{provider: tp, tracer: tp.Tracer(tracerName, trace.WithInstrumentationVersion(opts.Version))}, nil
+}
+
+// otlpTarget reads an OTLP endpoint as the OpenTelemetry exporters do:
+// host:port or http://host:port is plaintext, https://host:port is TLS,
+// verified against caFile's certificates when set, else the system's.
+// creds is nil for plaintext.
+func otlpTarget(endpoint, caFile string) (addr string, creds credentials.TransportCredentials, err error) {
+	scheme, rest, found := strings.Cut(endpoint, "://")
+	if !found {
+		scheme, rest = "", endpoint
+	}
+	if _, _, err := net.SplitHostPort(rest); err != nil || strings.Contains(rest, "/") {
+		return "", nil, fmt.Errorf("gateway: --otlp-endpoint %q: want host:port, http://host:port or https://host:port", endpoint)
+	}
+	switch scheme {
+	case "", "http":
+		if caFile != "" {
+			return "", nil, fmt.Errorf("gateway: --otlp-ca-file needs an https:// --otlp-endpoint (%q is plaintext)", endpoint)
+		}
+		return rest, nil, nil
+	case "https":
+	default:
+		return "", nil, fmt.Errorf("gateway: --otlp-endpoint %q: scheme %q, want http or https", endpoint, scheme)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return "", nil, fmt.Errorf("gateway: --otlp-ca-file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return "", nil, fmt.Errorf("gateway: --otlp-ca-file %s: no PEM certificate in it", caFile)
+		}
+	}
+	return rest, credentials.NewTLS(cfg), nil
 }
 
 // shutdown flushes the spans not yet exported and stops the exporter.

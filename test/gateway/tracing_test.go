@@ -2,9 +2,12 @@ package gatewaye2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +17,9 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/sluice/sluice/internal/certtest"
 	"github.com/sluice/sluice/internal/gateway"
 )
 
@@ -29,14 +34,15 @@ type receiver struct {
 	resource []*commonpb.KeyValue
 }
 
-func startReceiver(t *testing.T) *receiver {
+// startReceiver starts a receiver, over TLS with the options given.
+func startReceiver(t *testing.T, opts ...grpc.ServerOption) *receiver {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &receiver{addr: ln.Addr().String()}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	collectortrace.RegisterTraceServiceServer(srv, r)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
@@ -283,6 +289,33 @@ func TestTracing(t *testing.T) {
 		if got := attr(recv.resource, "service.name"); got != "sluice-gateway" {
 			t.Errorf("resource service.name %q; want sluice-gateway", got)
 		}
+	})
+}
+
+// TestTracingTLS: with an https --otlp-endpoint and --otlp-ca-file, spans
+// reach a receiver that serves TLS with a certificate of that CA.
+func TestTracingTLS(t *testing.T) {
+	crt, key := certtest.KeyPair(t, "localhost")
+	pair, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, crt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recv := startReceiver(t, grpc.Creds(credentials.NewServerTLSFromCert(&pair)))
+	_, port, _ := net.SplitHostPort(recv.addr)
+	e := startEnv(t, func(o *gateway.Options) {
+		o.OTLPEndpoint, o.OTLPCAFile, o.TraceSampleRatio = "https://localhost:"+port, ca, 1
+	})
+	r, err := e.do("GET", "/base/tls", "base.example.com", map[string]string{"traceparent": callerTP}, "")
+	if err != nil || r.echo == nil {
+		t.Fatalf("GET /base/tls: %v %+v; want an echo", err, r)
+	}
+	e.waitFor("the server span over TLS", 10*time.Second, func() (bool, string) {
+		spans := recv.trace(callerTrace)
+		return len(spans) >= 2, fmt.Sprintf("%d spans of the caller's trace", len(spans))
 	})
 }
 
