@@ -417,7 +417,11 @@ func (b *h1Body) Close() error {
 // touched its deadline.
 func (b *h1Body) finish(eof bool) {
 	b.done = true
-	keep := eof && b.reusable
+	// Bytes already read past the answer's end (beyond its Content-Length,
+	// or a body on a HEAD, 204 or 304 answer) are no answer to anything:
+	// kept, they would be read as the next request's answer, perhaps
+	// another client's. http.Transport closes such a connection too.
+	keep := eof && b.reusable && b.pc.br.Buffered() == 0
 	if b.stop != nil && !b.stop() {
 		keep = false // the cancellation ran: the deadline is in the past
 	}

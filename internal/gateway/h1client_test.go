@@ -634,3 +634,47 @@ func TestClientCloseIdle(t *testing.T) {
 		t.Errorf("%d connections, want 2", n)
 	}
 }
+
+// TestClientExcessBytes: bytes an upstream sent beyond the end of its
+// answer (past its Content-Length, or a body on an answer that has none)
+// are not taken for the answer to the next request on that connection,
+// which may be another client's: the connection is not kept, as
+// http.Transport closes one with an unsolicited answer.
+func TestClientExcessBytes(t *testing.T) {
+	checkLeaks(t)
+	const smuggled = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+	for _, tc := range []struct {
+		name, method, answer string
+	}{
+		{"past Content-Length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + smuggled},
+		{"body on HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n" + smuggled},
+		{"body on 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + smuggled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startRawUpstream(t, func(n int, c net.Conn, br *bufio.Reader) {
+				if n > 1 {
+					serveOK(n, c, br)
+					return
+				}
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				// One write: the excess comes with the answer.
+				io.WriteString(c, tc.answer)
+				// The connection stays open, as a keep-alive one does.
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+				}
+			})
+			tr := newTestTransport(t)
+			if _, _, err := roundTrip(t, tr, newRequest(t, context.Background(), tc.method, up.addr, nil)); err != nil {
+				t.Fatalf("first request: %v", err)
+			}
+			if body := mustGet(t, tr, up.addr); body != "ok" {
+				t.Errorf("next request got %q, want %q from a new connection", body, "ok")
+			}
+		})
+	}
+}
