@@ -800,7 +800,11 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.sc.cr.stopWatch()
 	sc := w.sc
 	sc.conn.SetReadDeadline(time.Time{}) // a request without a body kept its head's
-	sc.s.forget(sc)
+	// The connection stays tracked (and active) while the handler, in the
+	// connection's goroutine, runs with it: a shutdown waits for it as for
+	// a request in flight, and closes it when its context ends. (It used
+	// to be forgotten here, and shutdown then waited for the goroutine
+	// with no deadline: an open tunnel kept the gateway from stopping.)
 	conn := sc.conn
 	if sc.cr.hasByte {
 		// A byte the watch read belongs to the hijacker.

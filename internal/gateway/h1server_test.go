@@ -985,3 +985,44 @@ func TestServerClose(t *testing.T) {
 		t.Fatal("connection goroutines still running after close")
 	}
 }
+
+// TestServerShutdownHijacked: a hijacked connection (an upgrade tunnel)
+// runs in its connection's goroutine; shutdown lets it run until its
+// context ends, then closes it and returns, instead of waiting for the
+// tunnel to end by itself (it used to wait with no deadline, and a
+// gateway with an open WebSocket never stopped).
+func TestServerShutdownHijacked(t *testing.T) {
+	checkLeaks(t)
+	hijacked := make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n")
+		rw.Flush()
+		close(hijacked)
+		io.Copy(io.Discard, rw) // until either side closes
+	}), nil)
+	c, br := dialRaw(t, ts.addr)
+	write(t, c, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n")
+	<-hijacked
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("got %v, %v; want 101", resp, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	shutdownErr := make(chan error, 1)
+	go func() { shutdownErr <- ts.s.shutdown(ctx) }()
+	select {
+	case err := <-shutdownErr:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("shutdown: %v, want %v", err, context.DeadlineExceeded)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("shutdown did not return after its context ended, with a hijacked connection open")
+	}
+	expectClosed(t, c, br)
+}
