@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -134,5 +137,38 @@ func TestTracingSampling(t *testing.T) {
 				t.Errorf("upstream trace flags %s; want %s", p[3], tt.wantFlags)
 			}
 		})
+	}
+}
+
+// TestRelayUnaskedUpgrade: a 101 answer to a request that asked for no
+// upgrade is a 502, as with httputil.ReverseProxy and http.Transport; it
+// used to take the client's connection over and tunnel it raw to the
+// upstream (both upgrade types were "", which compared equal).
+func TestRelayUnaskedUpgrade(t *testing.T) {
+	checkLeaks(t)
+	up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\n\r\ntunnelled")
+		io.Copy(io.Discard, br)
+	})
+	tr := newTestTransport(t)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := outboundRequest(r.Context(), r, r.URL.Path, r.Host, nil, nil, true)
+		out.URL.Host = up.addr
+		resp, err := tr.RoundTrip(out)
+		if err == nil {
+			err = respond(w, r, resp)
+		}
+		if err != nil {
+			writeError(w, r, err, slog.New(slog.DiscardHandler))
+		}
+	}), nil)
+	c, br := dialRaw(t, ts.addr)
+	write(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := readResponse(t, br, "GET")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("got %d %q, want 502", resp.StatusCode, body)
 	}
 }
