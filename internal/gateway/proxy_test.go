@@ -172,3 +172,31 @@ func TestRelayUnaskedUpgrade(t *testing.T) {
 		t.Errorf("got %d %q, want 502", resp.StatusCode, body)
 	}
 }
+
+// TestOutboundH2CUpgrade: an upgrade to h2c is not passed upstream (RFC
+// 9113 deprecates it): an upstream that accepts it would serve the
+// client HTTP/2 over the tunnel, any path, past the gateway's routes and
+// their filters (h2c smuggling). Other upgrades (WebSocket) go on.
+func TestOutboundH2CUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		upgrade, want string
+	}{
+		{"h2c", ""},
+		{"H2C", ""},
+		{"websocket", "websocket"},
+	} {
+		t.Run(tc.upgrade, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://x/", nil)
+			r.Header.Set("Connection", "Upgrade, HTTP2-Settings")
+			r.Header.Set("Upgrade", tc.upgrade)
+			r.Header.Set("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")
+			out := outboundRequest(context.Background(), r, "/", "x", nil, nil, true)
+			if got := upgradeType(out.Header); got != tc.want {
+				t.Errorf("upgrade sent upstream %q (header %v), want %q", got, out.Header, tc.want)
+			}
+			if _, ok := out.Header["Http2-Settings"]; ok {
+				t.Errorf("HTTP2-Settings sent upstream")
+			}
+		})
+	}
+}

@@ -39,11 +39,21 @@ func isHopHeader(k string, connection []string) bool {
 }
 
 // upgradeType is the protocol a request or answer upgrades to, or "".
+//
+// An upgrade to h2c counts as none: it is neither passed upstream nor
+// tunnelled (RFC 9113 deprecates it). An upstream that accepted it would
+// serve the client HTTP/2 over the tunnel, any path, past the routes and
+// their filters ("h2c smuggling"); net/http's HTTP/2 serves h2c by prior
+// knowledge alone too.
 func upgradeType(h http.Header) string {
 	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
 		return ""
 	}
-	return h.Get("Upgrade")
+	up := h.Get("Upgrade")
+	if strings.EqualFold(strings.TrimSpace(up), "h2c") {
+		return ""
+	}
+	return up
 }
 
 // outboundRequest is the request sent upstream for r: its header without
