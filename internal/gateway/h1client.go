@@ -41,6 +41,7 @@ type h1Transport struct {
 // h1Conn is one upstream connection with its buffers.
 type h1Conn struct {
 	conn      net.Conn
+	lim       *headLimit // under br: caps the bytes of an answer's head
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	addr      string
@@ -136,7 +137,37 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10), addr: addr}, nil
+	lim := &headLimit{conn: c, n: -1}
+	return &h1Conn{conn: c, lim: lim, br: bufio.NewReaderSize(lim, 16<<10), bw: bufio.NewWriterSize(c, 16<<10), addr: addr}, nil
+}
+
+// maxResponseHeaderBytes caps an answer's head, its 1xx answers included:
+// http.Transport's default MaxResponseHeaderBytes. (Without it an upstream
+// could make the gateway read one header, or 103s, without end.)
+const maxResponseHeaderBytes = 10 << 20
+
+var errResponseHeaderTooLarge = fmt.Errorf("upstream answer's head larger than %d bytes", maxResponseHeaderBytes)
+
+// headLimit is what an upstream connection's bufio.Reader reads from: n
+// bytes at most while n >= 0 (an answer's head is read), else no limit.
+type headLimit struct {
+	conn net.Conn
+	n    int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.conn.Read(p)
+	}
+	if l.n == 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.conn.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // put keeps pc for the next request to its endpoint.
@@ -247,9 +278,11 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		}
 		return fail(err)
 	}
+	pc.lim.n = maxResponseHeaderBytes - int64(pc.br.Buffered())
 	for {
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
+			pc.lim.n = -1
 			return fail(err)
 		}
 		// Informational answers (100 Continue, 103 Early Hints) are not
@@ -258,6 +291,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 			break
 		}
 	}
+	pc.lim.n = -1
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if stop != nil {
 			stop()

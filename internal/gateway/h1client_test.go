@@ -678,3 +678,42 @@ func TestClientExcessBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestClientHeaderLimit: an answer's head (its 1xx answers included) is
+// read up to maxResponseHeaderBytes, as http.Transport's
+// MaxResponseHeaderBytes; beyond, the request fails instead of the
+// gateway holding whatever the upstream sends.
+func TestClientHeaderLimit(t *testing.T) {
+	checkLeaks(t)
+	for _, tc := range []struct {
+		name string
+		head func(w io.Writer)
+	}{
+		{"one long header", func(w io.Writer) {
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nX-Long: ")
+			w.Write(bytes.Repeat([]byte("x"), maxResponseHeaderBytes+1))
+			io.WriteString(w, "\r\nContent-Length: 0\r\n\r\n")
+		}},
+		{"endless 1xx", func(w io.Writer) {
+			hint := "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+			w.Write(bytes.Repeat([]byte(hint), maxResponseHeaderBytes/len(hint)+1))
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				bw := bufio.NewWriter(c)
+				tc.head(bw)
+				bw.Flush()
+			})
+			tr := newTestTransport(t)
+			resp, _, err := roundTrip(t, tr, newRequest(t, context.Background(), "GET", up.addr, nil))
+			if err == nil {
+				t.Errorf("got %d, want an error", resp.StatusCode)
+			}
+		})
+	}
+}
