@@ -522,7 +522,16 @@ type requestBody struct {
 // end is called when the handler returns: a Read in progress is waited
 // for, and a later one fails, as with net/http's server.
 func (b *requestBody) end() {
-	b.mu.Lock()
+	if !b.mu.TryLock() {
+		// A reader the handler left (an upstream client's body writer
+		// after an early answer or a timeout) is in a Read, perhaps
+		// blocked on a client that sends no more until it has the answer:
+		// the read is cut, and the rest of the body is then not read away
+		// (the connection closes after the answer). Waiting for it held
+		// the answer back, with no deadline.
+		b.sc.conn.SetReadDeadline(aLongTimeAgo)
+		b.mu.Lock()
+	}
 	b.ended = true
 	b.mu.Unlock()
 }

@@ -1026,3 +1026,47 @@ func TestServerShutdownHijacked(t *testing.T) {
 	}
 	expectClosed(t, c, br)
 }
+
+// TestServerStuckBodyReader: a reader the handler left blocked on the
+// body (an upstream client's body writer, when the upstream answered
+// early or the route timed out) while the client sends no more, waiting
+// for the answer, does not hold the answer back: the read is cut, the
+// answer goes out with Connection: close and the connection closes. (The
+// connection's goroutine used to wait for that read with no deadline, and
+// the client for the answer.)
+func TestServerStuckBodyReader(t *testing.T) {
+	checkLeaks(t)
+	lateErr := make(chan error, 1)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := r.Body.(*requestBody)
+		first := make(chan struct{})
+		go func() {
+			buf := make([]byte, 64)
+			r.Body.Read(buf)
+			close(first)
+			_, err := r.Body.Read(buf) // the client sends no more
+			lateErr <- err
+		}()
+		<-first
+		waitUntil(t, "the second read under way", func() bool {
+			if body.mu.TryLock() {
+				body.mu.Unlock()
+				return false
+			}
+			return true
+		})
+		w.WriteHeader(http.StatusGatewayTimeout)
+		io.WriteString(w, "upstream request timeout")
+	}), nil)
+	c, br := dialRaw(t, ts.addr)
+	write(t, c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	resp, body := readResponse(t, br, "POST")
+	if resp.StatusCode != http.StatusGatewayTimeout || !resp.Close {
+		t.Errorf("got %d %q close=%v, want 504 and Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	expectClosed(t, c, br)
+	if err := <-lateErr; err == nil {
+		t.Error("the cut read returned no error")
+	}
+}
