@@ -945,6 +945,12 @@ func writeHeaders(bw *bufio.Writer, h http.Header) {
 var headerNewlines = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
 
 func writeHeader(bw *bufio.Writer, k, v string) {
+	// A name that is not a token (a CR or LF in it, from a handler or a
+	// config) is left out, as net/http's server drops it: it would be
+	// read as more headers, or the end of them.
+	if !httpguts.ValidHeaderFieldName(k) {
+		return
+	}
 	if strings.ContainsAny(v, "\r\n") {
 		v = headerNewlines.Replace(v)
 	}

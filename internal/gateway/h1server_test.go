@@ -1070,3 +1070,32 @@ func TestServerStuckBodyReader(t *testing.T) {
 		t.Error("the cut read returned no error")
 	}
 }
+
+// TestServerHeaderNames: a header or trailer whose name is not a token (a
+// CR or LF in it, from a handler or a config) is left out, as net/http's
+// server does, rather than written and read as more headers.
+func TestServerHeaderNames(t *testing.T) {
+	checkLeaks(t)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Bad\r\nInjected"] = []string{"1"}
+		w.Header()["X-Good"] = []string{"2"}
+		w.Header().Set("Trailer", "X-T\r\nInjected-Trailer")
+		w.Header()["X-T\r\nInjected-Trailer"] = []string{"3"}
+		w.Header()[http.TrailerPrefix+"X-P\r\nInjected-Prefixed"] = []string{"4"}
+		io.WriteString(w, "body")
+	}), nil)
+	c, br := dialRaw(t, ts.addr)
+	write(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := readResponse(t, br, "GET")
+	if body != "body" || resp.Header.Get("X-Good") != "2" {
+		t.Fatalf("got %q, header %v; want %q and X-Good", body, resp.Header, "body")
+	}
+	for _, k := range []string{"Injected", "Injected-Trailer", "Injected-Prefixed"} {
+		if _, ok := resp.Header[k]; ok {
+			t.Errorf("header %s written: %v", k, resp.Header)
+		}
+		if _, ok := resp.Trailer[k]; ok {
+			t.Errorf("trailer %s written: %v", k, resp.Trailer)
+		}
+	}
+}
