@@ -418,8 +418,7 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	// What the handler left of the body is read away before the head goes
 	// out when it has not yet, so that the answer can say Connection:
 	// close when the connection cannot carry another request, as net/http's
-	// does. (It used to be read after the head, which then promised a
-	// connection that was closed.)
+	// does.
 	if !w.committed && !req.Close && !body.discard() {
 		w.closeAfter = true
 	}
@@ -511,9 +510,8 @@ type requestBody struct {
 
 	// mu keeps a reader the handler left behind (an upstream client's
 	// body writer when the upstream answered early) off the connection
-	// once the handler returned: it used to read it along with the
-	// connection's goroutine, which reads away the rest of the body and
-	// the next request.
+	// once the handler returned: the connection's goroutine then reads
+	// away the rest of the body, and the next request.
 	mu        sync.Mutex // guards reads of rc, continued, ended
 	continued bool
 	ended     bool
@@ -811,9 +809,8 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	sc.conn.SetReadDeadline(time.Time{}) // a request without a body kept its head's
 	// The connection stays tracked (and active) while the handler, in the
 	// connection's goroutine, runs with it: a shutdown waits for it as for
-	// a request in flight, and closes it when its context ends. (It used
-	// to be forgotten here, and shutdown then waited for the goroutine
-	// with no deadline: an open tunnel kept the gateway from stopping.)
+	// a request in flight, and closes it when its context ends (an open
+	// tunnel must not keep the gateway from stopping).
 	conn := sc.conn
 	if sc.cr.hasByte {
 		// A byte the watch read belongs to the hijacker.
@@ -831,8 +828,8 @@ func (w *h1Response) commit(final bool) {
 	switch {
 	case w.contentLength >= 0 || w.noBody:
 	case final && len(h["Trailer"]) == 0 && !hasPrefixedTrailer(h):
-		// (Trailers set with http.TrailerPrefix alone used to be dropped
-		// from a small answer: they need the chunked framing too.)
+		// Trailers, announced or set with http.TrailerPrefix alone, need
+		// the chunked framing: only an answer without them gets a length.
 		w.contentLength = int64(len(w.buf))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	case w.req.ProtoAtLeast(1, 1):

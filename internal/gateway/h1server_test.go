@@ -989,8 +989,7 @@ func TestServerClose(t *testing.T) {
 // TestServerShutdownHijacked: a hijacked connection (an upgrade tunnel)
 // runs in its connection's goroutine; shutdown lets it run until its
 // context ends, then closes it and returns, instead of waiting for the
-// tunnel to end by itself (it used to wait with no deadline, and a
-// gateway with an open WebSocket never stopped).
+// tunnel to end by itself (a gateway with an open WebSocket must stop).
 func TestServerShutdownHijacked(t *testing.T) {
 	checkLeaks(t)
 	hijacked := make(chan struct{})
@@ -1031,9 +1030,7 @@ func TestServerShutdownHijacked(t *testing.T) {
 // body (an upstream client's body writer, when the upstream answered
 // early or the route timed out) while the client sends no more, waiting
 // for the answer, does not hold the answer back: the read is cut, the
-// answer goes out with Connection: close and the connection closes. (The
-// connection's goroutine used to wait for that read with no deadline, and
-// the client for the answer.)
+// answer goes out with Connection: close and the connection closes.
 func TestServerStuckBodyReader(t *testing.T) {
 	checkLeaks(t)
 	lateErr := make(chan error, 1)

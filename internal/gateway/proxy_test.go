@@ -141,9 +141,8 @@ func TestTracingSampling(t *testing.T) {
 }
 
 // TestRelayUnaskedUpgrade: a 101 answer to a request that asked for no
-// upgrade is a 502, as with httputil.ReverseProxy and http.Transport; it
-// used to take the client's connection over and tunnel it raw to the
-// upstream (both upgrade types were "", which compared equal).
+// upgrade is a 502, as with httputil.ReverseProxy and http.Transport, not
+// a raw tunnel from the client's connection to the upstream.
 func TestRelayUnaskedUpgrade(t *testing.T) {
 	checkLeaks(t)
 	up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {

@@ -204,10 +204,9 @@ func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
 		return &StatusError{http.StatusBadGateway, "upstream upgrade without a connection"}
 	}
 	defer back.Close()
-	// A 101 to a request that asked for no upgrade is refused too: both
-	// types are "" then, and the client's connection used to be tunnelled
-	// raw to the upstream (http.Transport takes no such 101 for a switch,
-	// and ReverseProxy answers it 502).
+	// A 101 to a request that asked for no upgrade is refused too (both
+	// types are "" then): the client's connection must not become a raw
+	// tunnel to the upstream. ReverseProxy answers it 502 as well.
 	if want, got := upgradeType(r.Header), upgradeType(resp.Header); want == "" || !strings.EqualFold(want, got) {
 		return &StatusError{http.StatusBadGateway, fmt.Sprintf("upstream switched to protocol %q when %q was asked", got, want)}
 	}
