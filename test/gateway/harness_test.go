@@ -216,6 +216,12 @@ func startEnv(t *testing.T, opts ...func(*gateway.Options)) *env {
 		"backendRefs": []any{backend("echo-a", 1)},
 	}))
 	e.startGateway()
+	// Ready is the first complete config, which may come from a snapshot
+	// taken before the base route was translated.
+	e.waitFor("the base route served", 10*time.Second, func() (bool, string) {
+		r, err := e.do("GET", "/base", "base.example.com", nil, "")
+		return err == nil && r.echo != nil, fmt.Sprint(r.status, err)
+	})
 	return e
 }
 
