@@ -283,11 +283,10 @@ func (sc *serverConn) serve() {
 			closeWrite(sc.conn)
 			return
 		}
-		if sc.br.Buffered() == 0 {
-			// Pipelined requests share one write; the last one flushes.
-			if sc.bw.Flush() != nil {
-				return
-			}
+		// Each answer goes out when it is done, as net/http's do: a
+		// pipelined request behind it may take long (a long poll).
+		if sc.bw.Flush() != nil {
+			return
 		}
 	}
 }

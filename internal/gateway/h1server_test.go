@@ -206,6 +206,40 @@ func TestServerPipelining(t *testing.T) {
 	}
 }
 
+// TestServerPipelinedNotHeldBack: an answer goes out when it is done, not
+// when the pipelined request behind it is (a long poll).
+func TestServerPipelinedNotHeldBack(t *testing.T) {
+	checkLeaks(t)
+	release := make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, r.URL.Path)
+	}), nil)
+	c, br := dialRaw(t, ts.addr)
+	write(t, c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	got := make(chan string, 1)
+	go func() {
+		_, body := readResponse(t, br, "GET")
+		got <- body
+	}()
+	select {
+	case body := <-got:
+		if body != "/fast" {
+			t.Errorf("first answer %q, want /fast", body)
+		}
+		close(release)
+	case <-time.After(5 * time.Second):
+		t.Error("the first answer waited for the pipelined request behind it")
+		close(release)
+		<-got
+	}
+	if _, body := readResponse(t, br, "GET"); body != "/slow" {
+		t.Errorf("second answer %q, want /slow", body)
+	}
+}
+
 // TestServerFirstBytes: a connection's first request is told from the
 // HTTP/2 preface ("PRI * HTTP/2.0...") however it starts and however its
 // bytes come: a method starting with P, a request shorter than the
