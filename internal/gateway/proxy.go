@@ -445,18 +445,16 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if u.tracing != nil {
 			span = u.tracing.startAttempt(req.Context(), out, u.cluster.Name, addr, i, false)
 		}
+		// The per-try timeout (Gateway API's backendRequest) runs until the
+		// whole answer is in, its body too: the attempt's end stops it.
 		var timedOut atomic.Bool
-		var timer *time.Timer
 		if u.retry != nil && u.retry.PerTry > 0 {
-			timer = time.AfterFunc(u.retry.PerTry, func() {
+			a.timer = time.AfterFunc(u.retry.PerTry, func() {
 				timedOut.Store(true)
 				a.end()
 			})
 		}
 		resp, err := u.pool.t.RoundTrip(out)
-		if timer != nil {
-			timer.Stop()
-		}
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
@@ -501,6 +499,7 @@ type attempt struct {
 	conn      bool // holds one of the pool's connections
 	retry     func()
 	cancelCtx context.CancelFunc
+	timer     *time.Timer // the per-try timeout's, if any
 	ended     atomic.Bool
 }
 
@@ -509,6 +508,9 @@ type attempt struct {
 func (a *attempt) end() {
 	if a.ended.Swap(true) {
 		return
+	}
+	if a.timer != nil {
+		a.timer.Stop()
 	}
 	if a.cancelCtx != nil {
 		a.cancelCtx()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -197,5 +198,36 @@ func TestOutboundH2CUpgrade(t *testing.T) {
 				t.Errorf("HTTP2-Settings sent upstream")
 			}
 		})
+	}
+}
+
+// TestPerTryTimeoutCoversBody: the per-try timeout (Gateway API's
+// backendRequest) runs until the whole answer is in: an upstream that sends
+// its head and then stalls in its body has the answer cut when it expires.
+func TestPerTryTimeoutCoversBody(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "hello")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+			io.WriteString(w, "world")
+		}
+	}))
+	defer up.Close()
+	g := benchGateway(t, up.URL)
+	g.cfg.Load().Listeners[80].Routes.VirtualHosts[0].Routes[0].Forward.Retry = &RetryPolicy{PerTry: 200 * time.Millisecond}
+	start := time.Now()
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("handler ended with %v, want the answer cut (http.ErrAbortHandler)", v)
+			}
+		}()
+		g.handler(80).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://example.com/x", nil))
+	}()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the answer took %v; the 200ms per-try timeout should have cut its body", took)
 	}
 }
