@@ -449,10 +449,10 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		// whole answer is in, its body too: the attempt's end stops it.
 		var timedOut atomic.Bool
 		if u.retry != nil && u.retry.PerTry > 0 {
-			a.timer = time.AfterFunc(u.retry.PerTry, func() {
+			a.timer.Store(time.AfterFunc(u.retry.PerTry, func() {
 				timedOut.Store(true)
 				a.end()
-			})
+			}))
 		}
 		resp, err := u.pool.t.RoundTrip(out)
 		status := 0
@@ -499,7 +499,7 @@ type attempt struct {
 	conn      bool // holds one of the pool's connections
 	retry     func()
 	cancelCtx context.CancelFunc
-	timer     *time.Timer // the per-try timeout's, if any
+	timer     atomic.Pointer[time.Timer] // the per-try timeout's, if any (set after it starts)
 	ended     atomic.Bool
 }
 
@@ -509,8 +509,8 @@ func (a *attempt) end() {
 	if a.ended.Swap(true) {
 		return
 	}
-	if a.timer != nil {
-		a.timer.Stop()
+	if t := a.timer.Load(); t != nil {
+		t.Stop()
 	}
 	if a.cancelCtx != nil {
 		a.cancelCtx()
