@@ -38,6 +38,11 @@ func isHopHeader(k string, connection []string) bool {
 	return len(connection) > 0 && hasToken(connection, k)
 }
 
+// noUserAgent asks http.Transport (HTTP/2 upstreams) to send no
+// User-Agent rather than Go's; the HTTP/1.1 client leaves an empty one out.
+// Shared: header modifiers replace a value slice, never write into it.
+var noUserAgent = []string{""}
+
 // upgradeType is the protocol a request or answer upgrades to, or "".
 //
 // An upgrade to h2c counts as none: it is neither passed upstream nor
@@ -79,7 +84,7 @@ func outboundRequest(ctx context.Context, r *http.Request, path, host string, mo
 		h["Te"] = []string{"trailers"}
 	}
 	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = []string{""} // none, rather than Go's
+		h["User-Agent"] = noUserAgent
 	}
 	client, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -88,13 +93,17 @@ func outboundRequest(ctx context.Context, r *http.Request, path, host string, mo
 	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
 		client = strings.Join(prior, ", ") + ", " + client
 	}
-	h["X-Forwarded-For"] = []string{client}
-	h["X-Forwarded-Host"] = []string{r.Host}
+	proto := "http"
 	if r.TLS != nil {
-		h["X-Forwarded-Proto"] = []string{"https"}
-	} else {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		proto = "https"
 	}
+	// One array for the three values (capacity-capped: a modifier's Add
+	// appends to a copy).
+	xf := [...]string{client, r.Host, proto}
+	vals := xf[:]
+	h["X-Forwarded-For"] = vals[0:1:1]
+	h["X-Forwarded-Host"] = vals[1:2:2]
+	h["X-Forwarded-Proto"] = vals[2:3:3]
 	for _, m := range mods {
 		m.Request.Apply(h)
 	}
@@ -167,8 +176,9 @@ func respond(w http.ResponseWriter, r *http.Request, resp *http.Response) error 
 // copyBody copies an answer's body, flushing after each piece when
 // streamed.
 func copyBody(w http.ResponseWriter, body io.Reader, streamed bool) error {
-	buf := copyBuffers.Get()
-	defer copyBuffers.Put(buf)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	var rc *http.ResponseController
 	if streamed {
 		rc = http.NewResponseController(w)
