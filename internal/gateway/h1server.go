@@ -836,7 +836,7 @@ func (w *h1Response) commit(final bool) {
 	default:
 		w.closeAfter = true // an HTTP/1.0 client reads to the close
 	}
-	if hasToken(h["Connection"], "close") || sc.s.isClosing() {
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") || sc.s.isClosing() {
 		w.closeAfter = true
 	}
 	if w.closeAfter || w.req.Close {
@@ -954,17 +954,6 @@ func writeHeader(bw *bufio.Writer, k, v string) {
 	bw.WriteString(": ")
 	bw.WriteString(v)
 	bw.WriteString("\r\n")
-}
-
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // date caches the Date header of the current second.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,10 +237,6 @@ func pickCluster(f *Forward) *WeightedCluster {
 	return &f.Clusters[len(f.Clusters)-1]
 }
 
-func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" && strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
-}
-
 // forward proxies a request to a cluster of the route.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, route *Route, mods []*HeaderMods, info *request) error {
 	f := route.Forward
@@ -281,7 +278,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 	}
 	var body []byte
 	buffered := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && !isUpgrade(r) {
+	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && upgradeType(r.Header) == "" {
 		var err error
 		if body, err = io.ReadAll(io.LimitReader(r.Body, maxBufferedBody)); err != nil {
 			return &StatusError{http.StatusBadRequest, "reading the request body"}
@@ -310,7 +307,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		cluster:  c,
 		retry:    f.Retry,
 		body:     body,
-		buffered: buffered && !isUpgrade(r),
+		buffered: buffered && upgradeType(r.Header) == "",
 		info:     info,
 		tracing:  g.tracing,
 		hash:     hash,
@@ -574,9 +571,12 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 	if !ok {
 		return
 	}
-	h := r.Header.Clone()
-	for _, name := range hopHeaders {
-		h.Del(name)
+	h := make(http.Header, len(r.Header))
+	connection := r.Header["Connection"]
+	for k, vs := range r.Header {
+		if !isHopHeader(k, connection) {
+			h[k] = slices.Clone(vs)
+		}
 	}
 	for _, mod := range mods {
 		mod.Request.Apply(h)

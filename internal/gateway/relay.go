@@ -24,18 +24,15 @@ import (
 // left to tell the client is to cut the answer (http.ErrAbortHandler).
 var errAbort = errors.New("answer cut short")
 
-// hopHeaders are the hop-by-hop headers (RFC 9110, 7.6.1) a proxy does not
-// pass on.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// isHopHeader says whether k (canonical) is hop-by-hop, or named by the
-// message's Connection header.
+// isHopHeader says whether k (canonical) is hop-by-hop (RFC 9110, 7.6.1),
+// a header a proxy does not pass on, or one the message's Connection
+// header names.
 func isHopHeader(k string, connection []string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
 		return true
 	}
-	return len(connection) > 0 && hasToken(connection, k)
+	return len(connection) > 0 && httpguts.HeaderValuesContainsToken(connection, k)
 }
 
 // noUserAgent asks http.Transport (HTTP/2 upstreams) to send no
