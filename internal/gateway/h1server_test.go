@@ -4,19 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"strconv"
@@ -26,6 +22,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice/sluice/internal/certtest"
 )
 
 // waitFor is how long a test waits for something that should happen at
@@ -867,35 +865,18 @@ func TestServerH2C(t *testing.T) {
 	}
 }
 
-// selfSigned is a certificate for 127.0.0.1 and the pool trusting it.
+// selfSigned is a certificate for "localhost" (internal/certtest's) and a
+// pool that trusts it.
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "sluice test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
+	crt, key := certtest.KeyPair(t, "localhost")
+	cert, err := tls.X509KeyPair(crt, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	pool.AppendCertsFromPEM(crt)
+	return cert, pool
 }
 
 // TestServerTLS: over TLS, ALPN h2 goes to HTTP/2 and http/1.1 to the
@@ -921,7 +902,7 @@ func TestServerTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h2 := len(tc.alpn) > 0 && tc.alpn[0] == "h2"
-			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, NextProtos: tc.alpn}, Protocols: new(http.Protocols)}
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: tc.alpn}, Protocols: new(http.Protocols)}
 			tr.Protocols.SetHTTP1(!h2)
 			tr.Protocols.SetHTTP2(h2)
 			t.Cleanup(tr.CloseIdleConnections)
