@@ -359,6 +359,8 @@ func TestHealthCheckFirstResultDecides(t *testing.T) {
 	up, down := newHealthServer(t, "up"), newHealthServer(t, "down")
 	down.status.Store(http.StatusServiceUnavailable)
 	g.swap(checkedConfig(httpPolicy(time.Hour, 5, 5), up.addr, down.addr))
+	// The two first checks run concurrently: wait for both.
+	eventually(t, "both endpoints checked", func() bool { return up.checks.Load() > 0 && down.checks.Load() > 0 })
 	eventually(t, "down unhealthy after its first check", func() bool { return g.unusableNow()[down.addr] })
 	if got := g.unusableNow(); got[up.addr] {
 		t.Errorf("unusable = %v, want up healthy after its first check", got)
