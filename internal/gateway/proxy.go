@@ -277,8 +277,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 	}
 	var body []byte
+	upgrade := upgradeType(r.Header) != ""
 	buffered := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && upgradeType(r.Header) == "" {
+	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && !upgrade {
 		var err error
 		if body, err = io.ReadAll(io.LimitReader(r.Body, maxBufferedBody)); err != nil {
 			return &StatusError{http.StatusBadRequest, "reading the request body"}
@@ -307,7 +308,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		cluster:  c,
 		retry:    f.Retry,
 		body:     body,
-		buffered: buffered && upgradeType(r.Header) == "",
+		buffered: buffered && !upgrade,
 		info:     info,
 		tracing:  g.tracing,
 		hash:     hash,
