@@ -90,10 +90,18 @@ func (g *gate) acquire(ctx context.Context, limit int) error {
 }
 
 // roundTripper is a pool's client: the gateway's own for HTTP/1.1
-// (h1client.go), net/http's for HTTP/2 (it multiplexes).
+// (h1client.go), net/http's for HTTP/2 (it multiplexes). The request's
+// context comes beside it (see outboundRequest).
 type roundTripper interface {
-	http.RoundTripper
+	roundTrip(ctx context.Context, req *http.Request) (*http.Response, error)
 	CloseIdleConnections()
+}
+
+// h2Transport is net/http's client as a roundTripper.
+type h2Transport struct{ *http.Transport }
+
+func (t h2Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return t.RoundTrip(req.WithContext(ctx))
 }
 
 // pool is a cluster's upstream connection pool: its transport, with the
@@ -128,7 +136,7 @@ func newPool(h2 bool) *pool {
 		Protocols:          new(http.Protocols),
 	}
 	t.Protocols.SetUnencryptedHTTP2(true)
-	p.t = t
+	p.t = h2Transport{t}
 	return p
 }
 

@@ -69,12 +69,11 @@ type staleError struct{ err error }
 func (e *staleError) Error() string { return e.err.Error() }
 func (e *staleError) Unwrap() error { return e.err }
 
-// RoundTrip sends req to req.URL.Host and returns its answer. The
+// roundTrip sends req to req.URL.Host and returns its answer. The
 // response body, read to its end or closed, gives the connection back.
 // A 101 answer's body is the upgraded connection (an io.ReadWriteCloser),
 // as with http.Transport.
-func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
+func (t *h1Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	for {
 		pc, err := t.get(ctx, req.URL.Host)
 		if err != nil {

@@ -120,7 +120,7 @@ func newRequest(t *testing.T, ctx context.Context, method, addr string, body io.
 // roundTrip sends req and reads the whole answer.
 func roundTrip(t *testing.T, tr *h1Transport, req *http.Request) (*http.Response, string, error) {
 	t.Helper()
-	resp, err := tr.RoundTrip(req)
+	resp, err := tr.roundTrip(req.Context(), req)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,7 +176,7 @@ func TestClientReuse(t *testing.T) {
 	if n := up.opened.Load(); n != 1 {
 		t.Errorf("5 requests read to the end opened %d connections, want 1", n)
 	}
-	resp, err := tr.RoundTrip(newRequest(t, context.Background(), "GET", up.addr, nil))
+	resp, err := tr.roundTrip(context.Background(), newRequest(t, context.Background(), "GET", up.addr, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestClientLargeEcho(t *testing.T) {
 			defer cancel()
 			req := newRequest(t, ctx, "POST", up.addr, payload())
 			req.ContentLength = length
-			resp, err := tr.RoundTrip(req)
+			resp, err := tr.roundTrip(req.Context(), req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -503,7 +503,7 @@ func TestClientUpgrade(t *testing.T) {
 	req := newRequest(t, context.Background(), "GET", up.addr, nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "echo")
-	resp, err := tr.RoundTrip(req)
+	resp, err := tr.roundTrip(req.Context(), req)
 	if err != nil || resp.StatusCode != 101 {
 		t.Fatalf("got %v, %v; want 101", resp, err)
 	}
@@ -549,7 +549,7 @@ func TestClientCancel(t *testing.T) {
 			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+up.addr+"/?wait=1", nil)
 			errc := make(chan error, 1)
 			go func() {
-				resp, err := tr.RoundTrip(req)
+				resp, err := tr.roundTrip(req.Context(), req)
 				if err == nil {
 					_, err = io.ReadAll(resp.Body)
 					resp.Body.Close()

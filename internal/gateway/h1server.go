@@ -217,8 +217,18 @@ type serverConn struct {
 	// wmu orders a 100 Continue (written when the body is first read,
 	// possibly by another goroutine) with the answer's head.
 	wmu sync.Mutex
-	// header is reused from request to request.
+	// ctx is the context of the connection's requests, canceled when the
+	// client goes away (the watch) or the connection ends. One per
+	// connection rather than per request: HTTP/1 serves one request at a
+	// time, and a request's context costs allocations (its cancelation's
+	// registrations included) that a proxy pays at every request.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// header, resp and noBody are reused from request to request (nothing
+	// keeps them past a request: a hijacked connection is not reused).
 	header http.Header
+	resp   h1Response
+	noBody requestBody
 }
 
 var (
@@ -272,6 +282,8 @@ func (sc *serverConn) serve() {
 			return
 		}
 	}
+	sc.ctx, sc.cancel = context.WithCancel(context.Background())
+	defer sc.cancel()
 	for {
 		keep, hj := sc.serveRequest()
 		if hj {
@@ -385,16 +397,19 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	}
 	req.RemoteAddr = sc.remote
 	req.TLS = sc.tls
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req = req.WithContext(ctx)
+	req = req.WithContext(sc.ctx)
 
 	clear(sc.header)
-	w := &h1Response{sc: sc, req: req, header: sc.header, contentLength: -1}
-	body := &requestBody{sc: sc, w: w, rc: req.Body}
+	w := &sc.resp
+	*w = h1Response{sc: sc, req: req, header: sc.header, contentLength: -1, buf: w.buf[:0]}
+	var body *requestBody
 	if req.Body == nil || req.Body == http.NoBody {
-		body.eof = true
+		body = &sc.noBody
+		*body = requestBody{sc: sc, w: w, eof: true}
 	} else {
+		// A body is new at every request: a reader the handler left
+		// behind (requestBody.end) must not reach the next one's.
+		body = &requestBody{sc: sc, w: w, rc: req.Body}
 		req.Body = body
 		if expect := req.Header.Get("Expect"); expect != "" {
 			if !strings.EqualFold(expect, "100-continue") || !req.ProtoAtLeast(1, 1) {
@@ -404,7 +419,7 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 			body.expectContinue = true
 		}
 	}
-	sc.cr.armWatch(disconnectCheckAfter, body, cancel)
+	sc.cr.armWatch(disconnectCheckAfter, body, sc.cancel)
 	panicked := sc.runHandler(w, req)
 	if w.hijacked {
 		return false, true
@@ -422,7 +437,9 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 		w.closeAfter = true
 	}
 	w.finish()
-	keep = !w.closeAfter && !req.Close && !s.isClosing() && body.discard()
+	// A canceled context is a client gone (or a connection ending): no
+	// next request.
+	keep = !w.closeAfter && !req.Close && !s.isClosing() && sc.ctx.Err() == nil && body.discard()
 	return keep, false
 }
 
@@ -764,7 +781,7 @@ func (w *h1Response) writeBody(p []byte) error {
 		return nil
 	}
 	if w.chunked {
-		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(p)), 16))
 		bw.WriteString("\r\n")
 		bw.Write(p)
 		_, err := bw.WriteString("\r\n")
@@ -819,18 +836,21 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // commit writes the head. final says the handler is done: an answer held
-// whole then gets its Content-Length.
+// whole then gets its Content-Length. The framing headers it decides on
+// (Content-Length, Transfer-Encoding, Connection, Date) are written
+// straight to the connection rather than put in the map.
 func (w *h1Response) commit(final bool) {
 	sc := w.sc
 	h := w.header
 	delete(h, "Transfer-Encoding")
+	length := false // a Content-Length of its own to write
 	switch {
 	case w.contentLength >= 0 || w.noBody:
 	case final && len(h["Trailer"]) == 0 && !hasPrefixedTrailer(h):
 		// Trailers, announced or set with http.TrailerPrefix alone, need
 		// the chunked framing: only an answer without them gets a length.
 		w.contentLength = int64(len(w.buf))
-		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+		length = true
 	case w.req.ProtoAtLeast(1, 1):
 		w.chunked = true
 	default:
@@ -839,28 +859,43 @@ func (w *h1Response) commit(final bool) {
 	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") || sc.s.isClosing() {
 		w.closeAfter = true
 	}
+	connection := ""
 	if w.closeAfter || w.req.Close {
-		h["Connection"] = []string{"close"}
+		connection = "close"
 	} else if !w.req.ProtoAtLeast(1, 1) {
-		h["Connection"] = []string{"keep-alive"}
+		connection = "keep-alive"
 	}
-	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{httpDate()}
+	if connection != "" {
+		delete(h, "Connection")
 	}
 	sc.wmu.Lock()
 	w.committed = true
 	bw := sc.bw
 	writeStatusLine(bw, w.status)
 	writeHeaders(bw, h)
+	if length {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), w.contentLength, 10))
+		bw.WriteString("\r\n")
+	}
 	if w.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if connection != "" {
+		bw.WriteString("Connection: ")
+		bw.WriteString(connection)
+		bw.WriteString("\r\n")
+	}
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
 	sc.wmu.Unlock()
 	if len(w.buf) > 0 {
-		buf := w.buf
-		w.buf = nil
-		w.writeBody(buf)
+		w.writeBody(w.buf)
+		w.buf = w.buf[:0] // its room is the next answer's
 	}
 }
 
@@ -916,7 +951,7 @@ func hasPrefixedTrailer(h http.Header) bool {
 
 func writeStatusLine(bw *bufio.Writer, code int) {
 	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(strconv.Itoa(code))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	text := http.StatusText(code)
 	if text == "" {

@@ -70,10 +70,15 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, log *slog.Log
 }
 
 // request is what a request learned on its way, for its metrics and its
-// access log line.
+// access log line, and the parts of its handling that live as long as it:
+// allocated together, they cost one allocation rather than one each.
 type request struct {
 	listener, route, cluster string
 	endpoint                 string // the upstream address of the last attempt
+
+	rec   recorder
+	up    upstream
+	first attempt // the first attempt (retries make their own)
 }
 
 // handler serves one listener port.
@@ -82,8 +87,8 @@ func (g *Gateway) handler(port int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		cfg := g.cfg.Load()
-		rec := &recorder{ResponseWriter: w}
-		info := &request{listener: name}
+		info := &request{listener: name, rec: recorder{ResponseWriter: w}}
+		rec := &info.rec
 		var span trace.Span
 		if g.tracing != nil {
 			r, span = g.tracing.startServer(r)
@@ -299,8 +304,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 	}
 	hash, hashed := requestHash(f.Hash, r)
-	out := outboundRequest(ctx, r, path, host, mods, body, buffered)
-	up := &upstream{
+	out := outboundRequest(r, path, host, mods, body, buffered)
+	up := &info.up
+	*up = upstream{
 		pool:     c.pool,
 		overflow: g.metrics.overflow,
 		outliers: g.outliers,
@@ -315,7 +321,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		hashed:   hashed,
 		skip:     g.unusable(c),
 	}
-	resp, err := up.RoundTrip(out)
+	resp, err := up.roundTrip(ctx, out)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errTimeout) {
 			err = errTimeout
@@ -350,7 +356,7 @@ func requestHash(policies []HashPolicy, r *http.Request) (uint64, bool) {
 	return 0, false
 }
 
-// upstream is the RoundTripper of one forward: it picks an endpoint of the
+// upstream sends one forward's request: it picks an endpoint of the
 // cluster for each attempt, and retries by the route's policy.
 type upstream struct {
 	pool     *pool
@@ -371,7 +377,7 @@ type upstream struct {
 	skip map[string]bool
 }
 
-func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+func (u *upstream) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	tries := 1
 	if u.retry != nil && u.buffered {
 		tries += u.retry.NumRetries
@@ -392,14 +398,18 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				jittered := time.Duration(rand.Int64N(int64(delay)) + 1)
 				select {
 				case <-time.After(jittered):
-				case <-req.Context().Done():
-					return nil, context.Cause(req.Context())
+				case <-ctx.Done():
+					return nil, context.Cause(ctx)
 				}
 			}
 		}
-		a := &attempt{u: u, ep: -1, retry: releaseRetry}
+		a := &u.info.first
+		if i > 0 {
+			a = new(attempt)
+		}
+		*a = attempt{u: u, ep: -1, retry: releaseRetry}
 		releaseRetry = nil // the attempt's end gives it back now
-		held, err := u.pool.connection(req.Context())
+		held, err := u.pool.connection(ctx)
 		if err != nil {
 			a.end()
 			if err == errPendingOverflow {
@@ -425,19 +435,17 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The attempts run one after another on the outbound request,
 		// which is the gateway's own: each points it at its endpoint. Only
 		// a per-try timeout needs a context of the attempt's own.
-		out := req
+		tryCtx := ctx
 		if u.retry != nil && u.retry.PerTry > 0 {
-			var ctx context.Context
-			ctx, a.cancelCtx = context.WithCancel(req.Context())
-			out = req.WithContext(ctx)
+			tryCtx, a.cancelCtx = context.WithCancel(ctx)
 		}
 		req.URL.Host = addr
 		if u.buffered && u.body != nil {
-			out.Body = io.NopCloser(bytes.NewReader(u.body))
+			req.Body = io.NopCloser(bytes.NewReader(u.body))
 		}
 		var span trace.Span
 		if u.tracing != nil {
-			span = u.tracing.startAttempt(req.Context(), out, u.cluster.Name, addr, i, false)
+			span = u.tracing.startAttempt(ctx, req, u.cluster.Name, addr, i, false)
 		}
 		// The per-try timeout (Gateway API's backendRequest) runs until the
 		// whole answer is in, its body too: the attempt's end stops it.
@@ -448,7 +456,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 				a.end()
 			}))
 		}
-		resp, err := u.pool.t.RoundTrip(out)
+		resp, err := u.pool.t.roundTrip(tryCtx, req)
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
@@ -460,7 +468,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			finishAttempt(span, status, serr)
 		}
-		if (err == nil || req.Context().Err() == nil) && u.outliers.report(u.cluster, addr, status) {
+		if (err == nil || ctx.Err() == nil) && u.outliers.report(u.cluster, addr, status) {
 			u.log.Info("endpoint ejected", "cluster", u.cluster.Name, "endpoint", addr, "status", status)
 		}
 		if err != nil {
@@ -468,7 +476,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			if timedOut.Load() {
 				err = errPerTry
 			}
-			if !last && req.Context().Err() == nil && u.retry.retriableError(timedOut.Load()) && u.retryAllowed(&releaseRetry) {
+			if !last && ctx.Err() == nil && u.retry.retriableError(timedOut.Load()) && u.retryAllowed(&releaseRetry) {
 				continue
 			}
 			return nil, err
@@ -479,7 +487,8 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			a.end()
 			continue
 		}
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, attempt: a, span: span, status: status}
+		a.body = cancelOnClose{ReadCloser: resp.Body, attempt: a, span: span, status: status}
+		resp.Body = &a.body
 		return resp, nil
 	}
 }
@@ -495,6 +504,7 @@ type attempt struct {
 	cancelCtx context.CancelFunc
 	timer     atomic.Pointer[time.Timer] // the per-try timeout's, if any (set after it starts)
 	ended     atomic.Bool
+	body      cancelOnClose // the answer's body, when one came
 }
 
 // end gives back what the attempt holds; it may be called more than once
@@ -592,7 +602,7 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 		}
 		u := *r.URL
 		u.Scheme, u.Host, u.Path, u.RawPath = "http", addr, path, ""
-		req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
+		req, err := http.NewRequest(r.Method, u.String(), bytes.NewReader(body))
 		if err != nil {
 			return
 		}
@@ -602,7 +612,7 @@ func (g *Gateway) mirror(cfg *Config, m Mirror, r *http.Request, body []byte, pa
 		if g.tracing != nil {
 			span = g.tracing.startAttempt(ctx, req, m.Cluster, addr, 0, true)
 		}
-		resp, err := t.t.RoundTrip(req)
+		resp, err := t.t.roundTrip(ctx, req)
 		if span != nil {
 			status := 0
 			if err == nil {

@@ -155,9 +155,9 @@ func TestRelayUnaskedUpgrade(t *testing.T) {
 	})
 	tr := newTestTransport(t)
 	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := outboundRequest(r.Context(), r, r.URL.Path, r.Host, nil, nil, true)
+		out := outboundRequest(r, r.URL.Path, r.Host, nil, nil, true)
 		out.URL.Host = up.addr
-		resp, err := tr.RoundTrip(out)
+		resp, err := tr.roundTrip(r.Context(), out)
 		if err == nil {
 			err = respond(w, r, resp)
 		}
@@ -190,7 +190,7 @@ func TestOutboundH2CUpgrade(t *testing.T) {
 			r.Header.Set("Connection", "Upgrade, HTTP2-Settings")
 			r.Header.Set("Upgrade", tc.upgrade)
 			r.Header.Set("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")
-			out := outboundRequest(context.Background(), r, "/", "x", nil, nil, true)
+			out := outboundRequest(r, "/", "x", nil, nil, true)
 			if got := upgradeType(out.Header); got != tc.want {
 				t.Errorf("upgrade sent upstream %q (header %v), want %q", got, out.Header, tc.want)
 			}

@@ -62,7 +62,10 @@ func upgradeType(h http.Header) string {
 // the hop-by-hop ones, with X-Forwarded-For/-Host/-Proto and the routes'
 // modifiers; path and host as the route rewrote them; the body held in
 // body when buffered.
-func outboundRequest(ctx context.Context, r *http.Request, path, host string, mods []*HeaderMods, body []byte, buffered bool) *http.Request {
+//
+// It carries no context: the transports take the request's with it, which
+// spares a copy of the request (http.Request.WithContext) per request.
+func outboundRequest(r *http.Request, path, host string, mods []*HeaderMods, body []byte, buffered bool) *http.Request {
 	h := make(http.Header, len(r.Header)+4)
 	connection := r.Header["Connection"]
 	for k, vs := range r.Header {
@@ -124,7 +127,7 @@ func outboundRequest(ctx context.Context, r *http.Request, path, host string, mo
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		out.Body, _ = out.GetBody()
 	}
-	return out.WithContext(ctx)
+	return out
 }
 
 // respond writes an upstream's answer to w: its header without the
