@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -80,8 +79,10 @@ func (t *h1Transport) roundTrip(ctx context.Context, req *http.Request) (*http.R
 			return nil, err
 		}
 		resp, err := t.exchange(ctx, pc, req)
-		var stale *staleError
-		if errors.As(err, &stale) {
+		if err == nil {
+			return resp, nil
+		}
+		if stale, ok := err.(*staleError); ok {
 			if pc.reused && replayable(req) && ctx.Err() == nil {
 				if req.GetBody != nil {
 					if req.Body, err = req.GetBody(); err != nil {
@@ -277,6 +278,17 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		}
 		return fail(err)
 	}
+	if resp, length, ok := readHead(pc.br, req); ok {
+		body := &h1Body{t: t, pc: pc, remaining: length, stop: stop, ctx: ctx, bodyDone: bodyDone,
+			reusable: !resp.Close && !req.Close}
+		if length == 0 {
+			resp.Body = http.NoBody
+			body.finish(true)
+			return resp, nil
+		}
+		resp.Body = body
+		return resp, nil
+	}
 	pc.lim.n = maxResponseHeaderBytes - int64(pc.br.Buffered())
 	for {
 		resp, err = http.ReadResponse(pc.br, req)
@@ -411,9 +423,12 @@ func writeBody(w *bufio.Writer, body io.ReadCloser, length int64) error {
 // h1Body is an answer's body: at its end the connection goes back to the
 // pool when it can carry another request, and is closed otherwise.
 type h1Body struct {
-	t        *h1Transport
-	pc       *h1Conn
-	body     io.ReadCloser
+	t  *h1Transport
+	pc *h1Conn
+	// body is http.ReadResponse's; without one, the body is the next
+	// remaining bytes of the connection (readHead).
+	body      io.ReadCloser
+	remaining int64
 	stop     func() bool // unregisters the cancellation; nil without one
 	ctx      context.Context
 	bodyDone chan error // the request body's writer, when it has one
@@ -425,7 +440,13 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
 	}
-	n, err := b.body.Read(p)
+	var n int
+	var err error
+	if b.body != nil {
+		n, err = b.body.Read(p)
+	} else {
+		n, err = b.readLength(p)
+	}
 	switch {
 	case err == io.EOF:
 		b.finish(true)
@@ -434,6 +455,25 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		if b.ctx.Err() != nil {
 			err = context.Cause(b.ctx)
 		}
+	}
+	return n, err
+}
+
+// readLength reads a body of the length readHead read.
+func (b *h1Body) readLength(p []byte) (int, error) {
+	if b.remaining == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remaining {
+		p = p[:b.remaining]
+	}
+	n, err := b.pc.br.Read(p)
+	b.remaining -= int64(n)
+	switch {
+	case b.remaining == 0:
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF // the upstream closed short of its length
 	}
 	return n, err
 }

@@ -717,3 +717,58 @@ func TestClientHeaderLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestClientBodyShortOfLength: an answer whose connection closes before
+// its Content-Length is in fails with io.ErrUnexpectedEOF, whether its
+// head came in the first read (readHead) or in pieces (net/http's), and
+// the connection is not kept.
+func TestClientBodyShortOfLength(t *testing.T) {
+	checkLeaks(t)
+	for _, split := range []bool{false, true} {
+		up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if split {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-")
+				time.Sleep(50 * time.Millisecond)
+				io.WriteString(c, "Length: 10\r\n\r\nshort")
+			} else {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+			}
+		})
+		tr := newTestTransport(t)
+		_, body, err := roundTrip(t, tr, newRequest(t, context.Background(), "GET", up.addr, nil))
+		if !errors.Is(err, io.ErrUnexpectedEOF) || body != "short" {
+			t.Errorf("split head %v: body %q, error %v; want \"short\" and %v", split, body, err, io.ErrUnexpectedEOF)
+		}
+		if n := idleCount(tr, up.addr); n != 0 {
+			t.Errorf("split head %v: %d connections kept after a short body", split, n)
+		}
+	}
+}
+
+// TestClientLengthBodyInPieces: a body of a known length that comes in
+// several reads is read whole, and the connection is then reused.
+func TestClientLengthBodyInPieces(t *testing.T) {
+	checkLeaks(t)
+	up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello")
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(c, " world")
+		}
+	})
+	tr := newTestTransport(t)
+	for range 3 {
+		if body := mustGet(t, tr, up.addr); body != "hello world" {
+			t.Fatalf("body %q, want \"hello world\"", body)
+		}
+	}
+	if n := up.accepted.Load(); n != 1 {
+		t.Errorf("3 requests opened %d connections, want 1", n)
+	}
+}

@@ -77,6 +77,7 @@ type request struct {
 	endpoint                 string // the upstream address of the last attempt
 
 	rec   recorder
+	out   outbound
 	up    upstream
 	first attempt // the first attempt (retries make their own)
 }
@@ -282,9 +283,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 	}
 	var body []byte
-	upgrade := upgradeType(r.Header) != ""
+	upgrade := upgradeType(r.Header)
 	buffered := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && !upgrade {
+	if !buffered && (f.Retry != nil || len(mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody && upgrade == "" {
 		var err error
 		if body, err = io.ReadAll(io.LimitReader(r.Body, maxBufferedBody)); err != nil {
 			return &StatusError{http.StatusBadRequest, "reading the request body"}
@@ -304,7 +305,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 	}
 	hash, hashed := requestHash(f.Hash, r)
-	out := outboundRequest(r, path, host, mods, body, buffered)
+	out := outboundRequest(&info.out, r, path, host, mods, body, buffered, upgrade)
 	up := &info.up
 	*up = upstream{
 		pool:     c.pool,
@@ -314,7 +315,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		cluster:  c,
 		retry:    f.Retry,
 		body:     body,
-		buffered: buffered && !upgrade,
+		buffered: buffered && upgrade == "",
 		info:     info,
 		tracing:  g.tracing,
 		hash:     hash,
@@ -329,7 +330,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		return err
 	}
 	applyResponse(resp.Header, mods)
-	return respond(w, r, resp)
+	return respond(w, r, resp, upgrade)
 }
 
 // copyBuffers are the buffers answers are copied with, as *[]byte: a
@@ -449,10 +450,9 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request) (*http.Resp
 		}
 		// The per-try timeout (Gateway API's backendRequest) runs until the
 		// whole answer is in, its body too: the attempt's end stops it.
-		var timedOut atomic.Bool
 		if u.retry != nil && u.retry.PerTry > 0 {
 			a.timer.Store(time.AfterFunc(u.retry.PerTry, func() {
-				timedOut.Store(true)
+				a.timedOut.Store(true)
 				a.end()
 			}))
 		}
@@ -463,7 +463,7 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request) (*http.Resp
 		}
 		if span != nil && (err != nil || (!last && u.retry.retriableStatus(status))) {
 			serr := err
-			if serr != nil && timedOut.Load() {
+			if serr != nil && a.timedOut.Load() {
 				serr = errPerTry
 			}
 			finishAttempt(span, status, serr)
@@ -473,10 +473,10 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request) (*http.Resp
 		}
 		if err != nil {
 			a.end()
-			if timedOut.Load() {
+			if a.timedOut.Load() {
 				err = errPerTry
 			}
-			if !last && ctx.Err() == nil && u.retry.retriableError(timedOut.Load()) && u.retryAllowed(&releaseRetry) {
+			if !last && ctx.Err() == nil && u.retry.retriableError(a.timedOut.Load()) && u.retryAllowed(&releaseRetry) {
 				continue
 			}
 			return nil, err
@@ -503,6 +503,7 @@ type attempt struct {
 	retry     func()
 	cancelCtx context.CancelFunc
 	timer     atomic.Pointer[time.Timer] // the per-try timeout's, if any (set after it starts)
+	timedOut  atomic.Bool                // the per-try timeout ended it
 	ended     atomic.Bool
 	body      cancelOnClose // the answer's body, when one came
 }

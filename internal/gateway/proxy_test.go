@@ -155,11 +155,11 @@ func TestRelayUnaskedUpgrade(t *testing.T) {
 	})
 	tr := newTestTransport(t)
 	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := outboundRequest(r, r.URL.Path, r.Host, nil, nil, true)
+		out := outboundRequest(new(outbound), r, r.URL.Path, r.Host, nil, nil, true, upgradeType(r.Header))
 		out.URL.Host = up.addr
 		resp, err := tr.roundTrip(r.Context(), out)
 		if err == nil {
-			err = respond(w, r, resp)
+			err = respond(w, r, resp, "")
 		}
 		if err != nil {
 			writeError(w, r, err, slog.New(slog.DiscardHandler))
@@ -190,7 +190,7 @@ func TestOutboundH2CUpgrade(t *testing.T) {
 			r.Header.Set("Connection", "Upgrade, HTTP2-Settings")
 			r.Header.Set("Upgrade", tc.upgrade)
 			r.Header.Set("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")
-			out := outboundRequest(r, "/", "x", nil, nil, true)
+			out := outboundRequest(new(outbound), r, "/", "x", nil, nil, true, upgradeType(r.Header))
 			if got := upgradeType(out.Header); got != tc.want {
 				t.Errorf("upgrade sent upstream %q (header %v), want %q", got, out.Header, tc.want)
 			}

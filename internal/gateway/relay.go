@@ -58,29 +58,43 @@ func upgradeType(h http.Header) string {
 	return up
 }
 
-// outboundRequest is the request sent upstream for r: its header without
-// the hop-by-hop ones, with X-Forwarded-For/-Host/-Proto and the routes'
-// modifiers; path and host as the route rewrote them; the body held in
-// body when buffered.
+// outbound is the request sent upstream with the parts it points to, so
+// that they cost one allocation (a request's, see request).
+type outbound struct {
+	req http.Request
+	url url.URL
+	xf  [3]string // the X-Forwarded-For, -Host and -Proto values
+}
+
+// outboundRequest makes o the request sent upstream for r: r's header
+// without the hop-by-hop ones, with X-Forwarded-For/-Host/-Proto and the
+// routes' modifiers; path and host as the route rewrote them; the body
+// held in body when buffered; the upgrade (upgradeType) it asks for.
+//
+// r's header becomes the outbound request's, changed in place: a proxy
+// that copies it pays a map per request. Whoever needs r's header as the
+// client sent it (mirrors, hashing, matching) reads it before.
 //
 // It carries no context: the transports take the request's with it, which
 // spares a copy of the request (http.Request.WithContext) per request.
-func outboundRequest(r *http.Request, path, host string, mods []*HeaderMods, body []byte, buffered bool) *http.Request {
-	h := make(http.Header, len(r.Header)+4)
-	connection := r.Header["Connection"]
-	for k, vs := range r.Header {
-		switch {
-		case isHopHeader(k, connection):
-		case k == "Forwarded" || k == "X-Forwarded-For" || k == "X-Forwarded-Host" || k == "X-Forwarded-Proto":
-		default:
-			h[k] = vs
+func outboundRequest(o *outbound, r *http.Request, path, host string, mods []*HeaderMods, body []byte, buffered bool, upgrade string) *http.Request {
+	h := r.Header
+	if h == nil {
+		h = http.Header{}
+	}
+	connection := h["Connection"]
+	te := h["Te"]
+	prior := h["X-Forwarded-For"]
+	for k := range h {
+		if isHopHeader(k, connection) || k == "Forwarded" || k == "X-Forwarded-For" || k == "X-Forwarded-Host" || k == "X-Forwarded-Proto" {
+			delete(h, k)
 		}
 	}
-	if up := upgradeType(r.Header); up != "" {
+	if upgrade != "" {
 		h["Connection"] = []string{"Upgrade"}
-		h["Upgrade"] = []string{up}
+		h["Upgrade"] = []string{upgrade}
 	}
-	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
+	if httpguts.HeaderValuesContainsToken(te, "trailers") {
 		h["Te"] = []string{"trailers"}
 	}
 	if _, ok := h["User-Agent"]; !ok {
@@ -90,26 +104,25 @@ func outboundRequest(r *http.Request, path, host string, mods []*HeaderMods, bod
 	if err != nil {
 		client = r.RemoteAddr
 	}
-	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+	if len(prior) > 0 {
 		client = strings.Join(prior, ", ") + ", " + client
 	}
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	// One array for the three values (capacity-capped: a modifier's Add
-	// appends to a copy).
-	xf := [...]string{client, r.Host, proto}
-	vals := xf[:]
-	h["X-Forwarded-For"] = vals[0:1:1]
-	h["X-Forwarded-Host"] = vals[1:2:2]
-	h["X-Forwarded-Proto"] = vals[2:3:3]
+	// Capacity-capped: a modifier's Add appends to a copy.
+	o.xf = [...]string{client, r.Host, proto}
+	h["X-Forwarded-For"] = o.xf[0:1:1]
+	h["X-Forwarded-Host"] = o.xf[1:2:2]
+	h["X-Forwarded-Proto"] = o.xf[2:3:3]
 	for _, m := range mods {
 		m.Request.Apply(h)
 	}
-	out := &http.Request{
+	o.url = url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
+	o.req = http.Request{
 		Method:        r.Method,
-		URL:           &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery},
+		URL:           &o.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
@@ -119,6 +132,7 @@ func outboundRequest(r *http.Request, path, host string, mods []*HeaderMods, bod
 		ContentLength: r.ContentLength,
 		Trailer:       r.Trailer,
 	}
+	out := &o.req
 	switch {
 	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
 		out.Body, out.ContentLength = nil, 0
@@ -132,10 +146,11 @@ func outboundRequest(r *http.Request, path, host string, mods []*HeaderMods, bod
 
 // respond writes an upstream's answer to w: its header without the
 // hop-by-hop ones, its body (flushed as it comes when it is streamed:
-// unknown length or server-sent events), then its trailers.
-func respond(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
+// unknown length or server-sent events), then its trailers. upgrade is
+// what the request asked to upgrade to (upgradeType), if anything.
+func respond(w http.ResponseWriter, r *http.Request, resp *http.Response, upgrade string) error {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return tunnel(w, r, resp)
+		return tunnel(w, r, resp, upgrade)
 	}
 	defer resp.Body.Close()
 	h := w.Header()
@@ -204,10 +219,10 @@ func copyBody(w http.ResponseWriter, body io.Reader, streamed bool) error {
 	}
 }
 
-// tunnel answers an upgrade the upstream accepted: it takes the client's
-// connection, writes the 101 and copies both ways until one side closes or
-// the request's context ends.
-func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
+// tunnel answers an upgrade to want the upstream accepted: it takes the
+// client's connection, writes the 101 and copies both ways until one side
+// closes or the request's context ends.
+func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response, want string) error {
 	back, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
@@ -217,7 +232,7 @@ func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
 	// A 101 to a request that asked for no upgrade is refused too (both
 	// types are "" then): the client's connection must not become a raw
 	// tunnel to the upstream. ReverseProxy answers it 502 as well.
-	if want, got := upgradeType(r.Header), upgradeType(resp.Header); want == "" || !strings.EqualFold(want, got) {
+	if got := upgradeType(resp.Header); want == "" || !strings.EqualFold(want, got) {
 		return &StatusError{http.StatusBadGateway, fmt.Sprintf("upstream switched to protocol %q when %q was asked", got, want)}
 	}
 	rec, _ := w.(*recorder)
