@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -222,8 +223,11 @@ type serverConn struct {
 	// connection rather than per request: HTTP/1 serves one request at a
 	// time, and a request's context costs allocations (its cancelation's
 	// registrations included) that a proxy pays at every request.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx context.Context
+	// idleSet is when the read deadline was last set for the wait for a
+	// request; zero once another deadline replaced it.
+	idleSet time.Time
+	cancel  context.CancelFunc
 	// header, resp and noBody are reused from request to request (nothing
 	// keeps them past a request: a hijacked connection is not reused).
 	header http.Header
@@ -360,7 +364,12 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 		if !s.setActive(sc, false) {
 			return false, false
 		}
-		sc.conn.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		// The idle deadline moves at most once a second: setting a
+		// deadline costs a timer change, at every request.
+		if now := time.Now(); now.Sub(sc.idleSet) > time.Second {
+			sc.conn.SetReadDeadline(now.Add(s.idleTimeout))
+			sc.idleSet = now
+		}
 		if _, err := sc.br.Peek(1); err != nil {
 			return false, false
 		}
@@ -368,7 +377,12 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	if !s.setActive(sc, true) {
 		return false, false
 	}
-	sc.conn.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+	// A head whole in the buffer is parsed without a read: only one that
+	// is not needs the head's deadline.
+	if buf, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(buf, []byte("\n\r\n")) && !bytes.Contains(buf, []byte("\n\n")) {
+		sc.conn.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+		sc.idleSet = time.Time{}
+	}
 	sc.cr.setLimit(int64(s.maxHeaderBytes) + 4096)
 	req, err := http.ReadRequest(sc.br)
 	hitLimit := sc.cr.unlimit()
@@ -387,9 +401,10 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		// The body has no deadline. A request without one keeps the
-		// head's until the next request sets another (one system call
-		// less per request); the watch and Hijack lift it when they read.
+		// head's (or the idle one) until the next request sets another;
+		// the watch and Hijack lift it when they read.
 		sc.conn.SetReadDeadline(time.Time{})
+		sc.idleSet = time.Time{}
 	}
 	if msg := checkRequest(req); msg != "" {
 		sc.reject(http.StatusBadRequest, msg)
@@ -424,8 +439,10 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	if w.hijacked {
 		return false, true
 	}
-	body.end()
-	sc.cr.stopWatch()
+	cut := body.end()
+	if sc.cr.stopWatch() || cut {
+		sc.idleSet = time.Time{} // the read deadline changed
+	}
 	if panicked {
 		return false, false
 	}
@@ -534,8 +551,9 @@ type requestBody struct {
 }
 
 // end is called when the handler returns: a Read in progress is waited
-// for, and a later one fails, as with net/http's server.
-func (b *requestBody) end() {
+// for, and a later one fails, as with net/http's server. It says whether
+// it changed the read deadline.
+func (b *requestBody) end() (cut bool) {
 	if !b.mu.TryLock() {
 		// A reader the handler left (an upstream client's body writer
 		// after an early answer or a timeout) is in a Read, perhaps
@@ -545,9 +563,11 @@ func (b *requestBody) end() {
 		// the answer back, with no deadline.
 		b.sc.conn.SetReadDeadline(aLongTimeAgo)
 		b.mu.Lock()
+		cut = true
 	}
 	b.ended = true
 	b.mu.Unlock()
+	return cut
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
@@ -679,10 +699,11 @@ func (cr *connReader) fire() {
 }
 
 // stopWatch ends the watch of a request: the timer, and the background
-// read if it started (a read deadline in the past ends it).
-func (cr *connReader) stopWatch() {
+// read if it started (a read deadline in the past ends it); read says it
+// had, which changed the read deadline.
+func (cr *connReader) stopWatch() (read bool) {
 	if cr.watch == nil {
-		return
+		return false
 	}
 	cr.watch.Stop()
 	cr.mu.Lock()
@@ -698,6 +719,7 @@ func (cr *connReader) stopWatch() {
 	cr.mu.Lock()
 	cr.aborted, cr.reading, cr.body, cr.cancel = false, nil, nil, nil
 	cr.mu.Unlock()
+	return reading != nil
 }
 
 // h1Response is the ResponseWriter of an HTTP/1.x request.

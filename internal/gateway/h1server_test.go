@@ -67,7 +67,7 @@ type testServer struct {
 
 // startServer serves h on a new port (TLS when tlsConfig is set) until
 // the test ends.
-func startServer(t *testing.T, h http.Handler, tlsConfig *tls.Config) *testServer {
+func startServer(t *testing.T, h http.Handler, tlsConfig *tls.Config, configure ...func(*portServer)) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,6 +79,9 @@ func startServer(t *testing.T, h http.Handler, tlsConfig *tls.Config) *testServe
 		addr: ln.Addr().String(),
 		logs: logs,
 		done: make(chan struct{}),
+	}
+	for _, f := range configure {
+		f(ts.s)
 	}
 	go func() {
 		defer close(ts.done)
@@ -1109,5 +1112,48 @@ func TestServerHeaderNames(t *testing.T) {
 		if _, ok := resp.Trailer[k]; ok {
 			t.Errorf("trailer %s written: %v", k, resp.Trailer)
 		}
+	}
+}
+
+// TestServerDeadlines: a head that comes in pieces must be whole within
+// the head's timeout, even when the requests before it came whole (their
+// heads set no deadline); a connection idle beyond the idle timeout is
+// closed.
+func TestServerDeadlines(t *testing.T) {
+	checkLeaks(t)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), nil, func(s *portServer) {
+		s.readHeaderTimeout = 300 * time.Millisecond
+		s.idleTimeout = time.Second
+	})
+
+	c, br := dialRaw(t, ts.addr)
+	for range 3 {
+		write(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("answer %d %q, want 200 ok", resp.StatusCode, body)
+		}
+	}
+	write(t, c, "GET / HTTP/1.1\r\n") // and no more
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	if n, err := br.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes from a connection whose head stalled, want its close", n)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("a stalled head was cut after %v, want the head's 300ms (not the idle second)", took)
+	}
+
+	c2, br2 := dialRaw(t, ts.addr)
+	write(t, c2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	readResponse(t, br2, "GET")
+	start = time.Now()
+	c2.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := br2.Read(make([]byte, 1)); err == nil {
+		t.Fatal("an idle connection got bytes, want its close")
+	}
+	if took := time.Since(start); took < 700*time.Millisecond || took > 3*time.Second {
+		t.Errorf("an idle connection closed after %v, want the idle timeout's second", took)
 	}
 }
