@@ -32,7 +32,9 @@
 // as a reverse proxy does (relay.go). Upstreams (upstream.go) keep a
 // connection pool per cluster across config swaps (HTTP/1.1 through the
 // gateway's own client, h1client.go, which sends a request and reads its
-// answer in the request's goroutine; HTTP/2 through net/http's) and pick
+// answer in the request's goroutine, a plain answer's head by itself
+// (h1head.go) and any other with net/http's parser; HTTP/2 through
+// net/http's) and pick
 // endpoints by smooth weighted round-robin, least request (two random
 // choices) or a consistent hash ring. A cluster's circuit breaker
 // (breaker.go) caps, as Envoy's thresholds do, its requests in flight, the

@@ -429,11 +429,11 @@ type h1Body struct {
 	// remaining bytes of the connection (readHead).
 	body      io.ReadCloser
 	remaining int64
-	stop     func() bool // unregisters the cancellation; nil without one
-	ctx      context.Context
-	bodyDone chan error // the request body's writer, when it has one
-	reusable bool
-	done     bool
+	stop      func() bool // unregisters the cancellation; nil without one
+	ctx       context.Context
+	bodyDone  chan error // the request body's writer, when it has one
+	reusable  bool
+	done      bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
