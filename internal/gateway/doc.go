@@ -47,9 +47,9 @@
 // span named after its route, continuing the caller's W3C trace
 // (traceparent, tracestate), and each upstream attempt and mirror a client
 // span, its child, whose traceparent the upstream receives; spans go out in
-// batches over OTLP gRPC and are flushed when Run returns. Without one, the
-// request path only checks a nil pointer and the caller's traceparent
-// reaches the upstream unchanged.
+// batches over OTLP (gRPC, or HTTP with protobuf bodies) and are flushed
+// when Run returns. Without one, the request path only checks a nil
+// pointer and the caller's traceparent reaches the upstream unchanged.
 //
 // The admin server (admin.go) serves /ready, /stats (Prometheus) and
 // /config_dump (the xDS resources in force, as JSON).

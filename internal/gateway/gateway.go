@@ -47,11 +47,15 @@ type Options struct {
 	// Version is reported to the control plane as the node's user agent
 	// version.
 	Version string
-	// OTLPEndpoint is the OTLP gRPC trace receiver: host:port or
+	// OTLPEndpoint is the OTLP trace receiver: host:port or
 	// http://host:port (plaintext), or https://host:port (TLS); "" turns
 	// tracing off (a request's traceparent then reaches the upstream
 	// unchanged).
 	OTLPEndpoint string
+	// OTLPProtocol is how spans reach it: "grpc" (the default, OTLP's
+	// port 4317) or "http/protobuf" (port 4318, path /v1/traces), the
+	// values of OpenTelemetry's OTEL_EXPORTER_OTLP_PROTOCOL.
+	OTLPProtocol string
 	// OTLPCAFile, with an https endpoint, holds the PEM certificates its
 	// receiver's is verified against (default: the system's).
 	OTLPCAFile string
@@ -110,6 +114,13 @@ func New(opts Options) (*Gateway, error) {
 		}
 		if _, _, err := otlpTarget(opts.OTLPEndpoint, opts.OTLPCAFile); err != nil {
 			return nil, err
+		}
+		switch opts.OTLPProtocol {
+		case "":
+			opts.OTLPProtocol = otlpGRPC
+		case otlpGRPC, otlpHTTP:
+		default:
+			return nil, fmt.Errorf("gateway: --otlp-protocol %q: want %s or %s", opts.OTLPProtocol, otlpGRPC, otlpHTTP)
 		}
 	} else if opts.OTLPCAFile != "" {
 		return nil, errors.New("gateway: --otlp-ca-file needs --otlp-endpoint")
@@ -196,7 +207,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.tracing = tr
 	if tr != nil {
-		g.log.Info("tracing on", "otlp_endpoint", g.opts.OTLPEndpoint, "sample_ratio", g.opts.TraceSampleRatio)
+		g.log.Info("tracing on", "otlp_endpoint", g.opts.OTLPEndpoint, "otlp_protocol", g.opts.OTLPProtocol, "sample_ratio", g.opts.TraceSampleRatio)
 	}
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	g.bgCtx = bgCtx

@@ -54,6 +54,9 @@ func TestOTLPTarget(t *testing.T) {
 	if _, err := New(Options{XDSServer: "x:1", Gateway: "ns/gw", OTLPEndpoint: "ftp://x:1"}); err == nil {
 		t.Error("New took --otlp-endpoint ftp://x:1")
 	}
+	if _, err := New(Options{XDSServer: "x:1", Gateway: "ns/gw", OTLPEndpoint: "x:1", OTLPProtocol: "http/json"}); err == nil || !strings.Contains(err.Error(), "--otlp-protocol") {
+		t.Errorf("New took --otlp-protocol http/json: %v", err)
+	}
 	if _, err := New(Options{XDSServer: "x:1", Gateway: "ns/gw", OTLPCAFile: ca}); err == nil {
 		t.Error("New took --otlp-ca-file without --otlp-endpoint")
 	}

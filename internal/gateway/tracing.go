@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -46,8 +47,14 @@ const (
 	tracingFlushTime = 5 * time.Second
 )
 
+// The OTLP protocols, named as OTEL_EXPORTER_OTLP_PROTOCOL names them.
+const (
+	otlpGRPC = "grpc"
+	otlpHTTP = "http/protobuf"
+)
+
 // tracing is the gateway's OpenTelemetry tracing: a span per request and a
-// child span per upstream attempt and mirror, exported over OTLP gRPC.
+// child span per upstream attempt and mirror, exported over OTLP.
 // A nil *tracing is tracing off: requests carry their traceparent to the
 // upstream unchanged, and nothing else is done.
 type tracing struct {
@@ -56,22 +63,14 @@ type tracing struct {
 	prop     propagation.TraceContext
 }
 
-// newTracing builds the tracer provider of opts: an OTLP gRPC exporter to
+// newTracing builds the tracer provider of opts: an OTLP exporter to
 // opts.OTLPEndpoint (connected lazily), a batch span processor and a
 // parent-based ratio sampler. It returns nil when no endpoint is set.
 func newTracing(ctx context.Context, opts Options) (*tracing, error) {
 	if opts.OTLPEndpoint == "" {
 		return nil, nil
 	}
-	addr, creds, err := otlpTarget(opts.OTLPEndpoint, opts.OTLPCAFile)
-	if err != nil {
-		return nil, err
-	}
-	conn := otlptracegrpc.WithInsecure()
-	if creds != nil {
-		conn = otlptracegrpc.WithTLSCredentials(creds)
-	}
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(addr), conn)
+	exp, err := newExporter(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: OTLP exporter: %w", err)
 	}
@@ -88,11 +87,37 @@ func newTracing(ctx context.Context, opts Options) (*tracing, error) {
 	return &tracing{provider: tp, tracer: tp.Tracer(tracerName, trace.WithInstrumentationVersion(opts.Version))}, nil
 }
 
+// newExporter is the OTLP exporter of opts, over gRPC or HTTP. Both
+// exporters also read OpenTelemetry's environment for what the flags do
+// not set: OTEL_EXPORTER_OTLP_HEADERS (or _TRACES_HEADERS) carries the
+// headers a hosted collector wants, its token among them, which belongs
+// there rather than in a flag that ps shows; OTEL_EXPORTER_OTLP_TIMEOUT
+// and _COMPRESSION work too. The flags win over the environment for the
+// endpoint and its TLS.
+func newExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, error) {
+	addr, tlsCfg, err := otlpTarget(opts.OTLPEndpoint, opts.OTLPCAFile)
+	if err != nil {
+		return nil, err
+	}
+	if opts.OTLPProtocol == otlpHTTP {
+		conn := otlptracehttp.WithInsecure()
+		if tlsCfg != nil {
+			conn = otlptracehttp.WithTLSClientConfig(tlsCfg)
+		}
+		return otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(addr), conn)
+	}
+	conn := otlptracegrpc.WithInsecure()
+	if tlsCfg != nil {
+		conn = otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg))
+	}
+	return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(addr), conn)
+}
+
 // otlpTarget reads an OTLP endpoint as the OpenTelemetry exporters do:
 // host:port or http://host:port is plaintext, https://host:port is TLS,
 // verified against caFile's certificates when set, else the system's.
-// creds is nil for plaintext.
-func otlpTarget(endpoint, caFile string) (addr string, creds credentials.TransportCredentials, err error) {
+// tlsCfg is nil for plaintext.
+func otlpTarget(endpoint, caFile string) (addr string, tlsCfg *tls.Config, err error) {
 	scheme, rest, found := strings.Cut(endpoint, "://")
 	if !found {
 		scheme, rest = "", endpoint
@@ -121,7 +146,7 @@ func otlpTarget(endpoint, caFile string) (addr string, creds credentials.Transpo
 			return "", nil, fmt.Errorf("gateway: --otlp-ca-file %s: no PEM certificate in it", caFile)
 		}
 	}
-	return rest, credentials.NewTLS(cfg), nil
+	return rest, cfg, nil
 }
 
 // shutdown flushes the spans not yet exported and stops the exporter.

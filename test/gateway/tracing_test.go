@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,20 +21,25 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice/sluice/internal/certtest"
 	"github.com/sluice/sluice/internal/gateway"
 )
 
-// receiver is an OTLP gRPC trace receiver: the collector's TraceService on
-// loopback, remembering every span it is sent.
+// receiver is an OTLP trace receiver on loopback, remembering every span
+// it is sent and the headers (gRPC metadata) of the last export: the
+// collector's gRPC TraceService (startReceiver) or its HTTP endpoint
+// (startHTTPReceiver).
 type receiver struct {
 	collectortrace.UnimplementedTraceServiceServer
 	addr string
 
-	mu       sync.Mutex // guards spans, resource
+	mu       sync.Mutex // guards spans, resource, headers
 	spans    []*tracepb.Span
 	resource []*commonpb.KeyValue
+	headers  metadata.MD
 }
 
 // startReceiver starts a receiver, over TLS with the options given.
@@ -49,16 +57,65 @@ func startReceiver(t *testing.T, opts ...grpc.ServerOption) *receiver {
 	return r
 }
 
-func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+// startHTTPReceiver starts a receiver of OTLP over HTTP: protobuf bodies
+// POSTed to /v1/traces.
+func startHTTPReceiver(t *testing.T) *receiver {
+	t.Helper()
+	r := &receiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != "POST" || req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
+			http.Error(w, "want a protobuf POST to /v1/traces", http.StatusBadRequest)
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		var in collectortrace.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &in)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		md := metadata.MD{}
+		for k, vs := range req.Header {
+			md.Append(k, vs...)
+		}
+		r.record(&in, md)
+		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	r.addr = srv.Listener.Addr().String()
+	return r
+}
+
+func (r *receiver) Export(ctx context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	r.record(req, md)
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func (r *receiver) record(req *collectortrace.ExportTraceServiceRequest, md metadata.MD) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.headers = md
 	for _, rs := range req.GetResourceSpans() {
 		r.resource = rs.GetResource().GetAttributes()
 		for _, ss := range rs.GetScopeSpans() {
 			r.spans = append(r.spans, ss.GetSpans()...)
 		}
 	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// header is a header of the last export ("" when absent).
+func (r *receiver) header(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v := r.headers.Get(name); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // trace returns the spans received of the trace id (hex).
@@ -317,6 +374,44 @@ func TestTracingTLS(t *testing.T) {
 		spans := recv.trace(callerTrace)
 		return len(spans) >= 2, fmt.Sprintf("%d spans of the caller's trace", len(spans))
 	})
+}
+
+// TestTracingProtocolsAndHeaders: spans reach a receiver over either OTLP
+// protocol (--otlp-protocol grpc or http/protobuf), with the headers of
+// OpenTelemetry's OTEL_EXPORTER_OTLP_HEADERS (a hosted collector's token).
+func TestTracingProtocolsAndHeaders(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0ken,x-tenant=blue")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // ms: the batches go out at once
+	for _, protocol := range []string{"grpc", "http/protobuf"} {
+		t.Run(strings.ReplaceAll(protocol, "/", "-"), func(t *testing.T) {
+			var recv *receiver
+			endpoint := ""
+			if protocol == "grpc" {
+				recv = startReceiver(t)
+				endpoint = recv.addr
+			} else {
+				recv = startHTTPReceiver(t)
+				endpoint = "http://" + recv.addr
+			}
+			e := startEnv(t, func(o *gateway.Options) {
+				o.OTLPEndpoint, o.OTLPProtocol, o.TraceSampleRatio = endpoint, protocol, 1
+			})
+			r, err := e.do("GET", "/base/otlp", "base.example.com", map[string]string{"traceparent": callerTP}, "")
+			if err != nil || r.echo == nil {
+				t.Fatalf("GET /base/otlp: %v %+v; want an echo", err, r)
+			}
+			e.waitFor("the spans over "+protocol, 10*time.Second, func() (bool, string) {
+				spans := recv.trace(callerTrace)
+				return len(spans) >= 2, fmt.Sprintf("%d spans of the caller's trace", len(spans))
+			})
+			if got := recv.header("authorization"); got != "Bearer t0ken" {
+				t.Errorf("authorization at the receiver %q, want %q (OTEL_EXPORTER_OTLP_HEADERS)", got, "Bearer t0ken")
+			}
+			if got := recv.header("x-tenant"); got != "blue" {
+				t.Errorf("x-tenant at the receiver %q, want blue", got)
+			}
+		})
+	}
 }
 
 // TestTracingOff: without --otlp-endpoint, the caller's traceparent and
