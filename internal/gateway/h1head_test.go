@@ -105,3 +105,55 @@ func TestReadHeadRepeatedHeaderKeepsValues(t *testing.T) {
 		t.Errorf("Via = %q", got)
 	}
 }
+
+// FuzzReadHead: whatever readHead reads, net/http reads the same way (the
+// status, the header, the framing and so the body); whatever it leaves,
+// it leaves whole. go test runs the seeds; go test -fuzz FuzzReadHead
+// looks further.
+func FuzzReadHead(f *testing.F) {
+	for _, seed := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 404 \r\ncontent-length: 2\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\nno",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+	} {
+		f.Add(seed, false)
+	}
+	f.Fuzz(func(t *testing.T, in string, head bool) {
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		req := &http.Request{Method: method}
+		br := bufio.NewReaderSize(strings.NewReader(in), 4096)
+		br.Peek(1)
+		buffered := br.Buffered()
+		resp, length, ok := readHead(br, req)
+		if !ok {
+			if br.Buffered() != buffered {
+				t.Fatalf("readHead left %d of %d buffered bytes", br.Buffered(), buffered)
+			}
+			return
+		}
+		want, err := http.ReadResponse(bufio.NewReader(strings.NewReader(in)), req)
+		if err != nil {
+			t.Fatalf("readHead read %q, net/http refuses it: %v", in, err)
+		}
+		wantBody, wantErr := io.ReadAll(want.Body)
+		body := make([]byte, length)
+		_, err = io.ReadFull(br, body)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("body of %q: readHead's framing says %v, net/http's %v", in, err, wantErr)
+		}
+		got := [...]any{resp.Status, resp.StatusCode, resp.Header, resp.ContentLength, resp.Close}
+		exp := [...]any{want.Status, want.StatusCode, want.Header, want.ContentLength, want.Close}
+		if !reflect.DeepEqual(got, exp) {
+			t.Fatalf("%q: readHead read\n%#v\nnet/http\n%#v", in, got, exp)
+		}
+		if err == nil && string(body) != string(wantBody) {
+			t.Fatalf("%q: body %q, net/http's %q", in, body, wantBody)
+		}
+	})
+}
