@@ -279,7 +279,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		return fail(err)
 	}
 	if resp, length, ok := readHead(pc.br, req); ok {
-		body := &h1Body{t: t, pc: pc, remaining: length, stop: stop, ctx: ctx, bodyDone: bodyDone,
+		body := &h1Body{t: t, pc: pc, fixed: lengthBody{br: pc.br, n: length}, stop: stop, ctx: ctx, bodyDone: bodyDone,
 			reusable: !resp.Close && !req.Close}
 		if length == 0 {
 			resp.Body = http.NoBody
@@ -425,15 +425,15 @@ func writeBody(w *bufio.Writer, body io.ReadCloser, length int64) error {
 type h1Body struct {
 	t  *h1Transport
 	pc *h1Conn
-	// body is http.ReadResponse's; without one, the body is the next
-	// remaining bytes of the connection (readHead).
-	body      io.ReadCloser
-	remaining int64
-	stop      func() bool // unregisters the cancellation; nil without one
-	ctx       context.Context
-	bodyDone  chan error // the request body's writer, when it has one
-	reusable  bool
-	done      bool
+	// body is http.ReadResponse's; without one, the body is fixed, the
+	// length readHead read.
+	body     io.ReadCloser
+	fixed    lengthBody
+	stop     func() bool // unregisters the cancellation; nil without one
+	ctx      context.Context
+	bodyDone chan error // the request body's writer, when it has one
+	reusable bool
+	done     bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -445,7 +445,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.body != nil {
 		n, err = b.body.Read(p)
 	} else {
-		n, err = b.readLength(p)
+		n, err = b.fixed.Read(p)
 	}
 	switch {
 	case err == io.EOF:
@@ -455,25 +455,6 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		if b.ctx.Err() != nil {
 			err = context.Cause(b.ctx)
 		}
-	}
-	return n, err
-}
-
-// readLength reads a body of the length readHead read.
-func (b *h1Body) readLength(p []byte) (int, error) {
-	if b.remaining == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.remaining {
-		p = p[:b.remaining]
-	}
-	n, err := b.pc.br.Read(p)
-	b.remaining -= int64(n)
-	switch {
-	case b.remaining == 0:
-		return n, io.EOF
-	case err == io.EOF:
-		return n, io.ErrUnexpectedEOF // the upstream closed short of its length
 	}
 	return n, err
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net/http"
 	"reflect"
@@ -154,6 +155,126 @@ func FuzzReadHead(f *testing.F) {
 		}
 		if err == nil && string(body) != string(wantBody) {
 			t.Fatalf("%q: body %q, net/http's %q", in, body, wantBody)
+		}
+	})
+}
+
+// sameRequest fails t unless readRequestHead's reading of in (req, then
+// body) is net/http's.
+func sameRequest(t *testing.T, in string, req *http.Request, body []byte, bodyErr error) {
+	t.Helper()
+	want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(in)))
+	if err != nil {
+		t.Fatalf("readRequestHead read %q, net/http refuses it: %v", in, err)
+	}
+	wantBody, wantErr := io.ReadAll(want.Body)
+	if (bodyErr != nil) != (wantErr != nil) {
+		t.Fatalf("body of %q: readRequestHead's framing says %v, net/http's %v", in, bodyErr, wantErr)
+	}
+	got := [...]any{req.Method, req.RequestURI, req.URL.String(), req.URL.Path, req.URL.RawPath, req.URL.RawQuery,
+		req.Proto, req.ProtoMajor, req.ProtoMinor, req.Header, req.Host, req.ContentLength, req.Close, req.TransferEncoding}
+	exp := [...]any{want.Method, want.RequestURI, want.URL.String(), want.URL.Path, want.URL.RawPath, want.URL.RawQuery,
+		want.Proto, want.ProtoMajor, want.ProtoMinor, want.Header, want.Host, want.ContentLength, want.Close, want.TransferEncoding}
+	if !reflect.DeepEqual(got, exp) {
+		t.Fatalf("%q: readRequestHead read\n%#v\nnet/http\n%#v", in, got, exp)
+	}
+	if bodyErr == nil && string(body) != string(wantBody) {
+		t.Fatalf("%q: body %q, net/http's %q", in, body, wantBody)
+	}
+}
+
+// readFast runs readRequestHead on in as the server does (after a first
+// read) and reads the body it frames.
+func readFast(t *testing.T, in string) (req *http.Request, ok bool, body []byte, bodyErr error) {
+	t.Helper()
+	br := bufio.NewReaderSize(strings.NewReader(in), 4096)
+	br.Peek(1)
+	buffered := br.Buffered()
+	ctx := context.WithValue(context.Background(), struct{}{}, "the connection's")
+	req, ok = readRequestHead(br, ctx)
+	if !ok {
+		if br.Buffered() != buffered {
+			t.Fatalf("readRequestHead left %d of %d buffered bytes", br.Buffered(), buffered)
+		}
+		return nil, false, nil, nil
+	}
+	if req.Context() != ctx {
+		t.Fatal("the request does not have the context given")
+	}
+	body, bodyErr = io.ReadAll(req.Body)
+	return req, true, body, bodyErr
+}
+
+// TestReadRequestHead checks readRequestHead against http.ReadRequest:
+// what it reads it reads as net/http does, and what it leaves it leaves
+// whole.
+func TestReadRequestHead(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		fast     bool
+	}{
+		{"GET", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", true},
+		{"query and escapes", "GET /a%2Fb/c%20d?x=1&y=%zz HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: t\r\n\r\n", true},
+		{"POST with a body", "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello", true},
+		{"zero length", "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", true},
+		{"body short of its length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nshort", true},
+		{"connection close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n", true},
+		{"lower-case names, repeated header", "GET / HTTP/1.1\r\nhost: x\r\naccept: a\r\nAccept: b\r\n\r\n", true},
+		{"pragma", "GET / HTTP/1.1\r\nHost: x\r\nPragma: no-cache\r\n\r\n", true},
+		{"pipelined", "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"custom method", "PURGE /cache HTTP/1.1\r\nHost: x\r\n\r\n", true},
+
+		{"chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false},
+		{"length and chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false},
+		{"two lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", false},
+		{"signed length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", false},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false},
+		{"no host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", false},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: x\r\n\r\n", false},
+		{"absolute form", "GET http://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"authority form", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", false},
+		{"CONNECT with a path", "CONNECT /rpc HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"asterisk", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"double slash", "GET //evil.example/x HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"fragment", "GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"non-ASCII target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"space in the target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"bare LF", "GET / HTTP/1.1\nHost: x\n\n\r\n\r\n", false},
+		{"folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n", false},
+		{"space before the colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", false},
+		{"control character in a value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", false},
+		{"bad method", "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false},
+		{"head not whole in the buffer", "GET / HTTP/1.1\r\nHost: x\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, ok, body, bodyErr := readFast(t, tc.in)
+			if ok != tc.fast {
+				t.Fatalf("readRequestHead read it: %v, want %v", ok, tc.fast)
+			}
+			if ok {
+				sameRequest(t, tc.in, req, body, bodyErr)
+			}
+		})
+	}
+}
+
+// FuzzReadRequestHead: whatever readRequestHead reads, net/http reads the
+// same way (method, target, URL, header, Host, framing, body); whatever it
+// leaves, it leaves whole.
+func FuzzReadRequestHead(f *testing.F) {
+	for _, seed := range []string{
+		"GET /a%2Fb?x=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+		"POST /upload HTTP/1.1\r\nhost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+		"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\nPragma: no-cache\r\n\r\n",
+		"GET http://x/ HTTP/1.1\r\nHost: y\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if req, ok, body, bodyErr := readFast(t, in); ok {
+			sameRequest(t, in, req, body, bodyErr)
 		}
 	})
 }

@@ -377,27 +377,11 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	if !s.setActive(sc, true) {
 		return false, false
 	}
-	// A head whole in the buffer is parsed without a read: only one that
-	// is not needs the head's deadline.
-	if buf, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(buf, []byte("\n\r\n")) && !bytes.Contains(buf, []byte("\n\n")) {
-		sc.conn.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
-		sc.idleSet = time.Time{}
-	}
-	sc.cr.setLimit(int64(s.maxHeaderBytes) + 4096)
-	req, err := http.ReadRequest(sc.br)
-	hitLimit := sc.cr.unlimit()
-	if err != nil {
-		switch {
-		case hitLimit:
-			sc.reject(http.StatusRequestHeaderFieldsTooLarge, "request headers too large")
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err):
-			// The client went away or stalled: nothing to answer.
-		case strings.Contains(err.Error(), "unsupported transfer encoding"):
-			sc.reject(http.StatusNotImplemented, err.Error())
-		default:
-			sc.reject(http.StatusBadRequest, err.Error())
+	req, ok := readRequestHead(sc.br, sc.ctx) // the common head, whole in the buffer
+	if !ok {
+		if req, ok = sc.readRequest(); !ok {
+			return false, false
 		}
-		return false, false
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		// The body has no deadline. A request without one keeps the
@@ -412,7 +396,6 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	}
 	req.RemoteAddr = sc.remote
 	req.TLS = sc.tls
-	req = req.WithContext(sc.ctx)
 
 	clear(sc.header)
 	w := &sc.resp
@@ -458,6 +441,35 @@ func (sc *serverConn) serveRequest() (keep, hijacked bool) {
 	// next request.
 	keep = !w.closeAfter && !req.Close && !s.isClosing() && sc.ctx.Err() == nil && body.discard()
 	return keep, false
+}
+
+// readRequest reads a request with net/http's parser, answering the ones
+// it refuses; ok is false when the connection is done.
+func (sc *serverConn) readRequest() (req *http.Request, ok bool) {
+	s := sc.s
+	// A head whole in the buffer is parsed without a read: only one that
+	// is not needs the head's deadline.
+	if buf, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(buf, []byte("\n\r\n")) && !bytes.Contains(buf, []byte("\n\n")) {
+		sc.conn.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+		sc.idleSet = time.Time{}
+	}
+	sc.cr.setLimit(int64(s.maxHeaderBytes) + 4096)
+	req, err := http.ReadRequest(sc.br)
+	hitLimit := sc.cr.unlimit()
+	if err != nil {
+		switch {
+		case hitLimit:
+			sc.reject(http.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err):
+			// The client went away or stalled: nothing to answer.
+		case strings.Contains(err.Error(), "unsupported transfer encoding"):
+			sc.reject(http.StatusNotImplemented, err.Error())
+		default:
+			sc.reject(http.StatusBadRequest, err.Error())
+		}
+		return nil, false
+	}
+	return req.WithContext(sc.ctx), true
 }
 
 // discard reads away what the handler left of the body if it is short and
