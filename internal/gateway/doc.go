@@ -21,9 +21,10 @@
 // filter chains terminate TLS, HTTPS (HTTP/2 by ALPN) with the certificates
 // of SDS secrets, chosen by SNI at each handshake from the config in force
 // (a rotated secret serves new handshakes; open connections keep theirs).
-// HTTP/1.x runs in the gateway's own connection loop (h1server.go: net/http's
-// request parser, the handler in the connection's goroutine, a small answer
-// in one write); HTTP/2 connections are handed to net/http's server. A
+// HTTP/1.x runs in the gateway's own connection loop (h1server.go: a plain
+// request's head read by h1head.go and any other by net/http's parser, the
+// handler in the connection's goroutine, a small answer in one write);
+// HTTP/2 connections are handed to net/http's server. A
 // request picks a virtual host by its Host header (exact, then the longest
 // wildcard, then "*"), the first route whose match holds, and runs that
 // route's action (proxy.go):
