@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -263,7 +264,20 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 				return fail(&staleError{err})
 			}
 			bodyDone = make(chan error, 1)
-			go func() { bodyDone <- writeBody(pc.bw, req.Body, length) }()
+			go func() {
+				src := &bodySource{ReadCloser: req.Body}
+				err := writeBody(pc.bw, src, length)
+				if src.err != nil {
+					// The client's body failed (it stalled, or ended
+					// short): the upstream would wait for the rest for
+					// ever. Its error first, then the close that ends the
+					// wait for the answer.
+					bodyDone <- src.err
+					pc.conn.Close()
+					return
+				}
+				bodyDone <- err
+			}()
 		}
 	}
 	if bodyDone == nil {
@@ -275,6 +289,14 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	if _, err := pc.br.Peek(1); err != nil {
 		if bodyDone == nil {
 			return fail(&staleError{err})
+		}
+		select {
+		case berr := <-bodyDone:
+			var se *StatusError
+			if errors.As(berr, &se) {
+				err = berr // the client's body timed out: its status
+			}
+		default:
 		}
 		return fail(err)
 	}
@@ -418,6 +440,21 @@ func writeBody(w *bufio.Writer, body io.ReadCloser, length int64) error {
 	}
 	w.WriteString("\r\n") // no trailers
 	return w.Flush()
+}
+
+// bodySource is a request body being sent upstream; err is how reading it
+// failed, which writing it upstream does not tell apart.
+type bodySource struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *bodySource) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 // h1Body is an answer's body: at its end the connection goes back to the

@@ -40,7 +40,11 @@ type portServer struct {
 	log               *slog.Logger
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
-	maxHeaderBytes    int
+	// bodyTimeout is how long a request body may send nothing: a client
+	// that stalls in its body would otherwise hold an upstream
+	// connection for ever (nginx's client_body_timeout).
+	bodyTimeout    time.Duration
+	maxHeaderBytes int
 
 	h2   *http.Server
 	h2ln *connListener
@@ -71,6 +75,7 @@ func newPortServer(handler http.Handler, tlsConfig *tls.Config, log *slog.Logger
 		log:               log,
 		readHeaderTimeout: 30 * time.Second,
 		idleTimeout:       5 * time.Minute,
+		bodyTimeout:       60 * time.Second,
 		maxHeaderBytes:    http.DefaultMaxHeaderBytes,
 		conns:             map[*serverConn]struct{}{},
 	}
@@ -537,6 +542,9 @@ func (sc *serverConn) reject(code int, msg string) {
 	sc.bw.Flush()
 }
 
+// errBodyTimeout ends a request whose body stalled for the body timeout.
+var errBodyTimeout = &StatusError{http.StatusRequestTimeout, "request body timeout"}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -597,7 +605,11 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		}
 		b.sc.wmu.Unlock()
 	}
+	b.sc.conn.SetReadDeadline(time.Now().Add(b.sc.s.bodyTimeout))
 	n, err := b.rc.Read(p)
+	if err != nil && isTimeout(err) {
+		err = errBodyTimeout
+	}
 	if err == io.EOF {
 		b.sc.cr.mu.Lock()
 		b.eof = true

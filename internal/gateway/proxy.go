@@ -468,7 +468,9 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request) (*http.Resp
 			}
 			finishAttempt(span, status, serr)
 		}
-		if (err == nil || ctx.Err() == nil) && u.outliers.report(u.cluster, addr, status) {
+		// A failure of the client's (canceled, its body stalled) says
+		// nothing of the endpoint.
+		if (err == nil || ctx.Err() == nil && !errors.Is(err, errBodyTimeout)) && u.outliers.report(u.cluster, addr, status) {
 			u.log.Info("endpoint ejected", "cluster", u.cluster.Name, "endpoint", addr, "status", status)
 		}
 		if err != nil {

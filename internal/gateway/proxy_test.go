@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -229,5 +230,55 @@ func TestPerTryTimeoutCoversBody(t *testing.T) {
 	}()
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("the answer took %v; the 200ms per-try timeout should have cut its body", took)
+	}
+}
+
+// TestRelayBodyTimeout: a client that stalls in its request body gets 408
+// after the body timeout, with its connection closed, and the upstream
+// connection that waited for the rest of the body is closed too, for a
+// body written before the answer is read (64 KiB or less) and for one
+// written by a goroutine of its own (larger).
+func TestRelayBodyTimeout(t *testing.T) {
+	checkLeaks(t)
+	for _, size := range []int{1 << 10, 1 << 20} {
+		upstreamDone := make(chan struct{}, 1)
+		up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+			defer func() { upstreamDone <- struct{}{} }()
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err == nil {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		})
+		tr := newTestTransport(t)
+		ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			out := outboundRequest(new(outbound), r, r.URL.Path, r.Host, nil, nil, false, "")
+			out.URL.Host = up.addr
+			resp, err := tr.roundTrip(r.Context(), out)
+			if err == nil {
+				err = respond(w, r, resp, "")
+			}
+			if err != nil {
+				writeError(w, r, err, slog.New(slog.DiscardHandler))
+			}
+		}), nil, func(s *portServer) { s.bodyTimeout = 300 * time.Millisecond })
+		c, br := dialRaw(t, ts.addr)
+		write(t, c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", size, strings.Repeat("x", size/2)))
+		start := time.Now()
+		resp, body := readResponse(t, br, "POST")
+		took := time.Since(start)
+		if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+			t.Errorf("body of %d bytes stalled half-way: %d %q, close %v; want 408 and the connection closed", size, resp.StatusCode, body, resp.Close)
+		}
+		if took < 250*time.Millisecond || took > 3*time.Second {
+			t.Errorf("body of %d bytes: answered after %v, want the 300ms body timeout", size, took)
+		}
+		select {
+		case <-upstreamDone:
+		case <-time.After(waitFor):
+			t.Errorf("body of %d bytes: the upstream connection is still open", size)
+		}
 	}
 }
