@@ -183,6 +183,9 @@ func sameRequest(t *testing.T, in string, req *http.Request, body []byte, bodyEr
 	}
 }
 
+// connCtxKey marks the context readFast gives readRequestHead.
+type connCtxKey struct{}
+
 // readFast runs readRequestHead on in as the server does (after a first
 // read) and reads the body it frames.
 func readFast(t *testing.T, in string) (req *http.Request, ok bool, body []byte, bodyErr error) {
@@ -190,7 +193,7 @@ func readFast(t *testing.T, in string) (req *http.Request, ok bool, body []byte,
 	br := bufio.NewReaderSize(strings.NewReader(in), 4096)
 	br.Peek(1)
 	buffered := br.Buffered()
-	ctx := context.WithValue(context.Background(), struct{}{}, "the connection's")
+	ctx := context.WithValue(context.Background(), connCtxKey{}, "the connection's")
 	req, ok = readRequestHead(br, ctx)
 	if !ok {
 		if br.Buffered() != buffered {
