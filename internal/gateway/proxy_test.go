@@ -142,6 +142,23 @@ func TestTracingSampling(t *testing.T) {
 	}
 }
 
+// relayTo is a handler that relays each request to addr as forward does,
+// without routes: outboundRequest, the client, respond.
+func relayTo(tr *h1Transport, addr string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upgrade := upgradeType(r.Header)
+		out := outboundRequest(new(outbound), r, r.URL.Path, r.Host, nil, nil, false, upgrade)
+		out.URL.Host = addr
+		resp, err := tr.roundTrip(r.Context(), out)
+		if err == nil {
+			err = respond(w, r, resp, upgrade)
+		}
+		if err != nil {
+			writeError(w, r, err, slog.New(slog.DiscardHandler))
+		}
+	})
+}
+
 // TestRelayUnaskedUpgrade: a 101 answer to a request that asked for no
 // upgrade is a 502, as with httputil.ReverseProxy and http.Transport, not
 // a raw tunnel from the client's connection to the upstream.
@@ -154,18 +171,7 @@ func TestRelayUnaskedUpgrade(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\n\r\ntunnelled")
 		io.Copy(io.Discard, br)
 	})
-	tr := newTestTransport(t)
-	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := outboundRequest(new(outbound), r, r.URL.Path, r.Host, nil, nil, true, upgradeType(r.Header))
-		out.URL.Host = up.addr
-		resp, err := tr.roundTrip(r.Context(), out)
-		if err == nil {
-			err = respond(w, r, resp, "")
-		}
-		if err != nil {
-			writeError(w, r, err, slog.New(slog.DiscardHandler))
-		}
-	}), nil)
+	ts := startServer(t, relayTo(newTestTransport(t), up.addr), nil)
 	c, br := dialRaw(t, ts.addr)
 	write(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, body := readResponse(t, br, "GET")
@@ -252,18 +258,7 @@ func TestRelayBodyTimeout(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			}
 		})
-		tr := newTestTransport(t)
-		ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			out := outboundRequest(new(outbound), r, r.URL.Path, r.Host, nil, nil, false, "")
-			out.URL.Host = up.addr
-			resp, err := tr.roundTrip(r.Context(), out)
-			if err == nil {
-				err = respond(w, r, resp, "")
-			}
-			if err != nil {
-				writeError(w, r, err, slog.New(slog.DiscardHandler))
-			}
-		}), nil, func(s *portServer) { s.bodyTimeout = 300 * time.Millisecond })
+		ts := startServer(t, relayTo(newTestTransport(t), up.addr), nil, func(s *portServer) { s.bodyTimeout = 300 * time.Millisecond })
 		c, br := dialRaw(t, ts.addr)
 		write(t, c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", size, strings.Repeat("x", size/2)))
 		start := time.Now()
