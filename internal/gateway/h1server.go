@@ -43,7 +43,11 @@ type portServer struct {
 	// bodyTimeout is how long a request body may send nothing: a client
 	// that stalls in its body would otherwise hold an upstream
 	// connection for ever (nginx's client_body_timeout).
-	bodyTimeout    time.Duration
+	bodyTimeout time.Duration
+	// writeTimeout is how long a write to a client may wait for it to
+	// read: one that stopped reading would otherwise hold its upstream
+	// for ever (nginx's send_timeout).
+	writeTimeout   time.Duration
 	maxHeaderBytes int
 
 	h2   *http.Server
@@ -76,6 +80,7 @@ func newPortServer(handler http.Handler, tlsConfig *tls.Config, log *slog.Logger
 		readHeaderTimeout: 30 * time.Second,
 		idleTimeout:       5 * time.Minute,
 		bodyTimeout:       60 * time.Second,
+		writeTimeout:      60 * time.Second,
 		maxHeaderBytes:    http.DefaultMaxHeaderBytes,
 		conns:             map[*serverConn]struct{}{},
 	}
@@ -219,7 +224,8 @@ type serverConn struct {
 	tls    *tls.ConnectionState
 	cr     *connReader
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *bufio.Writer // writes to out
+	out    timedWriter
 	// wmu orders a 100 Continue (written when the body is first read,
 	// possibly by another goroutine) with the answer's head.
 	wmu sync.Mutex
@@ -277,8 +283,9 @@ func (sc *serverConn) serve() {
 	sc.cr = &connReader{conn: sc.conn, remaining: -1}
 	sc.br = readerPool.Get().(*bufio.Reader)
 	sc.br.Reset(sc.cr)
+	sc.out = timedWriter{conn: sc.conn, timeout: s.writeTimeout}
 	sc.bw = writerPool.Get().(*bufio.Writer)
-	sc.bw.Reset(sc.conn)
+	sc.bw.Reset(&sc.out)
 	sc.header = http.Header{}
 	if s.tls == nil {
 		sc.conn.SetReadDeadline(time.Now().Add(s.idleTimeout))
@@ -878,6 +885,10 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// A byte the watch read belongs to the hijacker.
 		conn = &prefacedConn{Conn: sc.conn, r: io.MultiReader(strings.NewReader(string(sc.cr.byteBuf[:1])), sc.conn)}
 	}
+	// A tunnel may be quiet for long: no write timeout from now on.
+	sc.bw.Flush()
+	sc.bw.Reset(conn)
+	sc.conn.SetWriteDeadline(time.Time{})
 	return conn, bufio.NewReadWriter(sc.br, sc.bw), nil
 }
 
@@ -1054,6 +1065,25 @@ func httpDate() string {
 	}{now.Unix(), now.UTC().Format(http.TimeFormat)}
 	date.Store(d)
 	return d.text
+}
+
+// timedWriter is what a connection's answers are written to: it moves the
+// write deadline ahead before a write (when it was last moved over a
+// sixteenth of the timeout ago, to spare a timer change per write), so
+// that a client that stops reading is dropped after about the write
+// timeout, while one that reads, however slowly, is not.
+type timedWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+	set     time.Time // when the deadline was last moved
+}
+
+func (w *timedWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(w.set) > w.timeout/16 {
+		w.conn.SetWriteDeadline(now.Add(w.timeout))
+		w.set = now
+	}
+	return w.conn.Write(p)
 }
 
 // prefacedConn is a connection whose first bytes were already read into r.

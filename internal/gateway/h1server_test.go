@@ -1157,3 +1157,77 @@ func TestServerDeadlines(t *testing.T) {
 		t.Errorf("an idle connection closed after %v, want the idle timeout's second", took)
 	}
 }
+
+// TestServerWriteTimeout: an answer to a client that stopped reading
+// fails after about the write timeout (the handler's write returns an
+// error), while a hijacked connection (a tunnel) keeps no write timeout.
+func TestServerWriteTimeout(t *testing.T) {
+	checkLeaks(t)
+	writeErr := make(chan error, 1)
+	lateWrite := make(chan error, 1)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/tunnel" {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				lateWrite <- err
+				return
+			}
+			defer conn.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+			brw.Flush()
+			time.Sleep(700 * time.Millisecond) // quiet for longer than the write timeout
+			_, err = io.WriteString(conn, "late")
+			lateWrite <- err
+			return
+		}
+		if r.URL.Path == "/small" {
+			io.WriteString(w, "ok")
+			return
+		}
+		chunk := make([]byte, 32<<10)
+		for start := time.Now(); time.Since(start) < waitFor; {
+			if _, err := w.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}), nil, func(s *portServer) { s.writeTimeout = 300 * time.Millisecond })
+
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	write(t, c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	start := time.Now()
+	select {
+	case err := <-writeErr:
+		if err == nil {
+			t.Fatalf("an answer to a client that reads nothing was written for %v", waitFor)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("the write to a client that reads nothing failed after %v, want about the 300ms write timeout", took)
+		}
+	case <-time.After(2 * waitFor):
+		t.Fatal("the handler's writes never failed")
+	}
+
+	// An answer first, which sets a write deadline; then the tunnel.
+	c2, br2 := dialRaw(t, ts.addr)
+	write(t, c2, "GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+	readResponse(t, br2, "GET")
+	write(t, c2, "GET /tunnel HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := readResponse(t, br2, "GET"); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("tunnel: %d, want 101", resp.StatusCode)
+	}
+	if err := <-lateWrite; err != nil {
+		t.Errorf("a tunnel quiet for longer than the write timeout could not write: %v", err)
+	}
+	late := make([]byte, 4)
+	c2.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := io.ReadFull(br2, late); err != nil || string(late) != "late" {
+		t.Errorf("tunnel read %q, %v; want \"late\"", late, err)
+	}
+}
