@@ -23,8 +23,10 @@
 // (a rotated secret serves new handshakes; open connections keep theirs).
 // HTTP/1.x runs in the gateway's own connection loop (h1server.go: a plain
 // request's head read by h1head.go and any other by net/http's parser, the
-// handler in the connection's goroutine, a small answer in one write);
-// HTTP/2 connections are handed to net/http's server. A
+// handler in the connection's goroutine, a small answer in one write; a
+// head must come within 30 s, a body may pause 60 s, a client may leave
+// its answer unread 60 s, a connection idle 5 min); HTTP/2 connections
+// are handed to net/http's server. A
 // request picks a virtual host by its Host header (exact, then the longest
 // wildcard, then "*"), the first route whose match holds, and runs that
 // route's action (proxy.go):
