@@ -25,7 +25,7 @@
 // request's head read by h1head.go and any other by net/http's parser, the
 // handler in the connection's goroutine, a small answer in one write; a
 // head must come within 30 s, a body may pause 60 s, a client may leave
-// its answer unread 60 s, a connection idle 5 min); HTTP/2 connections
+// its answer unread 60 s, and a connection may idle 5 min); HTTP/2 connections
 // are handed to net/http's server. A
 // request picks a virtual host by its Host header (exact, then the longest
 // wildcard, then "*"), the first route whose match holds, and runs that
