@@ -175,6 +175,9 @@ type countedConn struct {
 	release func()
 }
 
+// CloseWrite ends the sending side alone (a tunnel's half-close).
+func (c *countedConn) CloseWrite() error { return halfClose(c.Conn) }
+
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.release()

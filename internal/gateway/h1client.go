@@ -537,3 +537,4 @@ type upgradedConn struct{ pc *h1Conn }
 func (u *upgradedConn) Read(p []byte) (int, error)  { return u.pc.br.Read(p) }
 func (u *upgradedConn) Write(p []byte) (int, error) { return u.pc.conn.Write(p) }
 func (u *upgradedConn) Close() error                { return u.pc.conn.Close() }
+func (u *upgradedConn) CloseWrite() error           { return halfClose(u.pc.conn) }

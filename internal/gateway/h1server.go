@@ -1094,6 +1094,9 @@ type prefacedConn struct {
 
 func (c *prefacedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// CloseWrite ends the sending side alone (a tunnel's half-close).
+func (c *prefacedConn) CloseWrite() error { return halfClose(c.Conn) }
+
 // connListener hands connections to net/http's server.
 type connListener struct {
 	conns  chan net.Conn

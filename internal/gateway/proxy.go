@@ -565,6 +565,9 @@ func (c *cancelOnClose) Write(p []byte) (int, error) {
 	return w.Write(p)
 }
 
+// CloseWrite passes a tunnel's half-close on to the upgraded connection.
+func (c *cancelOnClose) CloseWrite() error { return halfClose(c.ReadCloser) }
+
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	if c.span != nil {

@@ -220,8 +220,10 @@ func copyBody(w http.ResponseWriter, body io.Reader, streamed bool) error {
 }
 
 // tunnel answers an upgrade to want the upstream accepted: it takes the
-// client's connection, writes the 101 and copies both ways until one side
-// closes or the request's context ends.
+// client's connection, writes the 101 and copies both ways until both
+// sides are done or the request's context ends. A side that ends its
+// sending cleanly (a half-close) has it passed on, and the other way goes
+// on, as a TCP proxy does; a side that fails ends both.
 func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response, want string) error {
 	back, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
@@ -252,15 +254,32 @@ func tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response, want st
 	if err := brw.Flush(); err != nil {
 		return nil // the client went away: nothing to tell it
 	}
-	done := make(chan struct{}, 2)
+	errc := make(chan error, 2)
 	go func() {
-		io.Copy(back, brw.Reader)
-		done <- struct{}{}
+		_, err := io.Copy(back, brw.Reader)
+		if err == nil {
+			err = halfClose(back)
+		}
+		errc <- err
 	}()
 	go func() {
-		io.Copy(conn, back)
-		done <- struct{}{}
+		_, err := io.Copy(conn, back)
+		if err == nil {
+			err = halfClose(conn)
+		}
+		errc <- err
 	}()
-	<-done
+	if err := <-errc; err == nil {
+		<-errc // one way is done and said so: the other goes on
+	}
 	return nil
+}
+
+// halfClose ends the sending side of c's connection, when it has one to
+// end alone.
+func halfClose(c any) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }

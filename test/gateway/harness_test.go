@@ -113,6 +113,10 @@ func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serveWebSocket(w, r, e.name)
 		return
 	}
+	if r.Header.Get("Upgrade") == "count" {
+		serveCount(w, e.name)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	got := echoed{Upstream: e.name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
 		Headers: r.Header, Body: string(body), Proto: r.Proto}
@@ -146,6 +150,21 @@ func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(got)
+}
+
+// serveCount speaks "count", an upgrade that needs half-closes: it reads
+// what the client sends until the client ends its side, then answers how
+// many bytes came, and closes.
+func serveCount(w http.ResponseWriter, name string) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: count\r\n\r\n")
+	brw.Flush()
+	n, _ := io.Copy(io.Discard, brw)
+	fmt.Fprintf(conn, "%s: %d bytes", name, n)
 }
 
 // requests returns the requests received so far whose path has prefix.

@@ -1,6 +1,7 @@
 package gatewaye2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,35 @@ func TestWebSocket(t *testing.T) {
 		if want := "echo-a: " + msg; string(got) != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
+	}
+}
+
+// TestTunnelHalfClose: an upgraded connection passes a half-close on each
+// way, as a TCP proxy does: the client ends its side, and the upstream's
+// answer to that end still reaches it through the gateway.
+func TestTunnelHalfClose(t *testing.T) {
+	e := startEnv(t)
+	e.apply(httpRoutes, "count", httpRoute("count", nil, map[string]any{"backendRefs": []any{backend("echo-a", 1)}}))
+	e.waitRoute("/", "")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, "GET /count HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: count\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade through the gateway: %v %v", resp, err)
+	}
+	fmt.Fprint(c, "hello, tunnel")
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(br)
+	if want := "echo-a: 13 bytes"; string(got) != want {
+		t.Errorf("after the client's half-close: %q (%v), want %q", got, err, want)
 	}
 }
 
