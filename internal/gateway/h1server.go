@@ -234,11 +234,11 @@ type serverConn struct {
 	// connection rather than per request: HTTP/1 serves one request at a
 	// time, and a request's context costs allocations (its cancelation's
 	// registrations included) that a proxy pays at every request.
-	ctx context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
 	// idleSet is when the read deadline was last set for the wait for a
 	// request; zero once another deadline replaced it.
 	idleSet time.Time
-	cancel  context.CancelFunc
 	// header, resp and noBody are reused from request to request (nothing
 	// keeps them past a request: a hijacked connection is not reused).
 	header http.Header
