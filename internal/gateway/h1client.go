@@ -300,39 +300,32 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		}
 		return fail(err)
 	}
-	if resp, length, ok := readHead(pc.br, req); ok {
-		body := &h1Body{t: t, pc: pc, fixed: lengthBody{br: pc.br, n: length}, stop: stop, ctx: ctx, bodyDone: bodyDone,
-			reusable: !resp.Close && !req.Close}
-		if length == 0 {
-			resp.Body = http.NoBody
-			body.finish(true)
+	var answerLen int64 // the answer body's, when readHead read the head
+	var fast bool
+	if resp, answerLen, fast = readHead(pc.br, req); !fast {
+		pc.lim.n = maxResponseHeaderBytes - int64(pc.br.Buffered())
+		for {
+			resp, err = http.ReadResponse(pc.br, req)
+			if err != nil {
+				pc.lim.n = -1
+				return fail(err)
+			}
+			// Informational answers (100 Continue, 103 Early Hints) are
+			// not passed on; the final one follows on the same connection.
+			if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+				break
+			}
+		}
+		pc.lim.n = -1
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			if stop != nil {
+				stop()
+			}
+			resp.Body = &upgradedConn{pc: pc}
 			return resp, nil
 		}
-		resp.Body = body
-		return resp, nil
 	}
-	pc.lim.n = maxResponseHeaderBytes - int64(pc.br.Buffered())
-	for {
-		resp, err = http.ReadResponse(pc.br, req)
-		if err != nil {
-			pc.lim.n = -1
-			return fail(err)
-		}
-		// Informational answers (100 Continue, 103 Early Hints) are not
-		// passed on; the final one follows on the same connection.
-		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
-		}
-	}
-	pc.lim.n = -1
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if stop != nil {
-			stop()
-		}
-		resp.Body = &upgradedConn{pc: pc}
-		return resp, nil
-	}
-	body := &h1Body{t: t, pc: pc, body: resp.Body, stop: stop, ctx: ctx, bodyDone: bodyDone,
+	body := &h1Body{t: t, pc: pc, body: resp.Body, fixed: lengthBody{br: pc.br, n: answerLen}, stop: stop, ctx: ctx, bodyDone: bodyDone,
 		reusable: !resp.Close && !req.Close}
 	if resp.Body == http.NoBody {
 		body.finish(true)
@@ -462,8 +455,8 @@ func (b *bodySource) Read(p []byte) (int, error) {
 type h1Body struct {
 	t  *h1Transport
 	pc *h1Conn
-	// body is http.ReadResponse's; without one, the body is fixed, the
-	// length readHead read.
+	// body is http.ReadResponse's (or http.NoBody); without one, the body
+	// is fixed, the length readHead read.
 	body     io.ReadCloser
 	fixed    lengthBody
 	stop     func() bool // unregisters the cancellation; nil without one

@@ -103,8 +103,8 @@ func contentLength(h http.Header) (n int64, ok bool) {
 // readHead reads an answer's head from br when it is in the subset, and a
 // final status other than 204 and 304, to a request other than HEAD, with
 // a Content-Length. ok is false, with nothing read, when it is not. The
-// answer's body is its length bytes that follow in br (resp.Body is not
-// set).
+// answer's body is its length bytes that follow in br (resp.Body is
+// http.NoBody for none, else not set).
 func readHead(br *bufio.Reader, req *http.Request) (resp *http.Response, length int64, ok bool) {
 	if req.Method == "HEAD" {
 		return nil, 0, false
@@ -131,6 +131,10 @@ func readHead(br *bufio.Reader, req *http.Request) (resp *http.Response, length 
 		delete(h, "Connection")
 	}
 	br.Discard(n)
+	var body io.ReadCloser
+	if length == 0 {
+		body = http.NoBody
+	}
 	return &http.Response{
 		Status:        status,
 		StatusCode:    code,
@@ -140,6 +144,7 @@ func readHead(br *bufio.Reader, req *http.Request) (resp *http.Response, length 
 		Header:        h,
 		ContentLength: length,
 		Close:         closing,
+		Body:          body,
 		Request:       req,
 	}, length, true
 }
