@@ -336,9 +336,7 @@ func (sc *serverConn) release() {
 // closeWrite ends our side and gives the client a moment to read the last
 // answer before the close resets it, as net/http does.
 func closeWrite(c net.Conn) {
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := c.(closeWriter); ok {
-		cw.CloseWrite()
+	if !errors.Is(halfClose(c), errors.ErrUnsupported) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
