@@ -142,6 +142,16 @@ func mustGet(t *testing.T, tr *h1Transport, addr string) string {
 	return body
 }
 
+// mustGetOnSecondConnection sends a GET to up and fails the test unless
+// up then has opened two connections: the first one was not reused.
+func mustGetOnSecondConnection(t *testing.T, tr *h1Transport, up *testUpstream) {
+	t.Helper()
+	mustGet(t, tr, up.addr)
+	if n := up.opened.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (the first one not reused)", n)
+	}
+}
+
 // idleCount is how many connections the transport keeps for addr.
 func idleCount(tr *h1Transport, addr string) int {
 	tr.mu.Lock()
@@ -182,10 +192,7 @@ func TestClientReuse(t *testing.T) {
 	}
 	resp.Body.Close() // before its end
 	waitUntil(t, "the connection of an answer closed early closed", func() bool { return up.closed.Load() == 1 })
-	mustGet(t, tr, up.addr)
-	if n := up.opened.Load(); n != 2 {
-		t.Errorf("opened %d connections, want 2", n)
-	}
+	mustGetOnSecondConnection(t, tr, up)
 }
 
 // closeAfterAnswer answers "ok" once, without Connection: close, then
@@ -569,10 +576,7 @@ func TestClientCancel(t *testing.T) {
 			if n := idleCount(tr, up.addr); n != 0 {
 				t.Errorf("%d idle connections after the cancellation, want 0", n)
 			}
-			mustGet(t, tr, up.addr)
-			if n := up.opened.Load(); n != 2 {
-				t.Errorf("%d connections, want 2 (the cancelled one not reused)", n)
-			}
+			mustGetOnSecondConnection(t, tr, up)
 		})
 	}
 }
@@ -591,10 +595,7 @@ func TestClientConnectionClose(t *testing.T) {
 		t.Errorf("%d idle connections, want 0", n)
 	}
 	waitUntil(t, "the connection closed", func() bool { return up.closed.Load() == 1 })
-	mustGet(t, tr, up.addr)
-	if n := up.opened.Load(); n != 2 {
-		t.Errorf("%d connections, want 2", n)
-	}
+	mustGetOnSecondConnection(t, tr, up)
 }
 
 // TestClientIdleTimeout: the sweep closes connections idle beyond
@@ -611,10 +612,7 @@ func TestClientIdleTimeout(t *testing.T) {
 		defer tr.mu.Unlock()
 		return tr.sweep == nil && len(tr.idle) == 0
 	})
-	mustGet(t, tr, up.addr)
-	if n := up.opened.Load(); n != 2 {
-		t.Errorf("%d connections, want 2", n)
-	}
+	mustGetOnSecondConnection(t, tr, up)
 }
 
 // TestClientCloseIdle: CloseIdleConnections closes the idle connections
@@ -629,10 +627,7 @@ func TestClientCloseIdle(t *testing.T) {
 	if n := idleCount(tr, up.addr); n != 0 {
 		t.Errorf("%d idle connections, want 0", n)
 	}
-	mustGet(t, tr, up.addr)
-	if n := up.opened.Load(); n != 2 {
-		t.Errorf("%d connections, want 2", n)
-	}
+	mustGetOnSecondConnection(t, tr, up)
 }
 
 // TestClientExcessBytes: bytes an upstream sent beyond the end of its
