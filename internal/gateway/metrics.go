@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the gateway's Prometheus metrics, in a registry of its own.
@@ -65,7 +66,10 @@ func newMetrics() *metrics {
 			Help: "Endpoints of a cluster that fail their active health check.",
 		}, []string{"cluster"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.updates, m.overflows, m.healthChecks, m.unhealthy)
+	m.reg.MustRegister(m.requests, m.latency, m.updates, m.overflows, m.healthChecks, m.unhealthy,
+		// The process's memory, CPU, file descriptors and garbage collector
+		// (go_gc_gogc_percent shows the heap floor's pace).
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ func TestBinary(t *testing.T) {
 
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "gateway", "--xds-server", srv.XDSAddr, "--bind-address", "127.0.0.1", "--access-log", "stdout")
-	cmd.Env = append(os.Environ(), "SLUICE_GATEWAY="+namespace+"/"+gatewayName, "SLUICE_ADMIN_ADDR="+admin, "SLUICE_NODE_ID=gw-binary")
+	cmd.Env = append(withoutGOGC(), "SLUICE_GATEWAY="+namespace+"/"+gatewayName, "SLUICE_ADMIN_ADDR="+admin, "SLUICE_NODE_ID=gw-binary")
 	// Read only once the process has exited (exec copies its output from
 	// goroutines of its own until then).
 	var logs, access bytes.Buffer
@@ -64,6 +66,36 @@ func TestBinary(t *testing.T) {
 		r, err := e.do("GET", "/hello", "", nil, "")
 		return err == nil && r.echo != nil && r.echo.Upstream == "echo-a", fmt.Sprint(r.status, err)
 	})
+	// Without GOGC the heap floor is in force: Go's pace would put the goal
+	// of this small heap near 4 MiB.
+	if gogc, goal := gcPace(t, admin); gogc <= 100 || goal < 64<<20 {
+		t.Errorf("go_gc_gogc_percent %v, heap goal %.0f MiB: want the 64 MiB heap floor", gogc, goal/(1<<20))
+	}
+
+	// With GOGC set the user's pace stands. This process needs only its
+	// admin server: it serves the same Gateway under another node id.
+	admin2 := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd2 := exec.Command(bin, "gateway", "--xds-server", srv.XDSAddr, "--gateway", namespace+"/"+gatewayName, "--admin-addr", admin2, "--node-id", "gw-gogc", "--bind-address", "127.0.0.2")
+	cmd2.Env = append(withoutGOGC(), "GOGC=100")
+	if err := cmd2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd2.Process.Kill()
+		cmd2.Wait()
+	}()
+	e.waitFor("the GOGC=100 gateway's admin server", 20*time.Second, func() (bool, string) {
+		resp, err := http.Get("http://" + admin2 + "/stats")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+	if gogc, _ := gcPace(t, admin2); gogc != 100 {
+		t.Errorf("with GOGC=100: go_gc_gogc_percent %v, want 100", gogc)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
@@ -88,4 +120,44 @@ func TestBinary(t *testing.T) {
 			t.Errorf("the access log has no %s:\n%s", want, access.String())
 		}
 	}
+}
+
+// withoutGOGC is the test's environment without a GOGC of its own.
+func withoutGOGC() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// gcPace reads the garbage collector's percentage and heap goal from a
+// gateway's /stats.
+func gcPace(t *testing.T, admin string) (gogc, goal float64) {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string) float64 {
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					t.Fatalf("/stats: %s: %v", name, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("/stats has no %s", name)
+		return 0
+	}
+	return value("go_gc_gogc_percent"), value("go_memstats_next_gc_bytes")
 }
