@@ -166,7 +166,7 @@ func (p *pool) dial(ctx context.Context, network, addr string) (net.Conn, error)
 		p.conns.release()
 		return nil, err
 	}
-	return &countedConn{Conn: c, release: sync.OnceFunc(p.conns.release)}, nil
+	return &countedConn{Conn: nonblocking(c), release: sync.OnceFunc(p.conns.release)}, nil
 }
 
 // countedConn gives back its place in the pool when closed.

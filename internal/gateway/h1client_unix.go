@@ -2,10 +2,7 @@
 
 package gateway
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
 // alive says whether an idle connection is still open: one non-blocking
 // read must find nothing to read yet (EAGAIN), neither the server's close
@@ -18,7 +15,7 @@ func (pc *h1Conn) alive() bool {
 	if cc, ok := c.(*countedConn); ok {
 		c = cc.Conn
 	}
-	sc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true
 	}

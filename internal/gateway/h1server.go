@@ -126,7 +126,7 @@ func (s *portServer) serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		sc := &serverConn{s: s, conn: c}
+		sc := &serverConn{s: s, conn: nonblocking(c)}
 		if !s.track(sc) {
 			c.Close()
 			continue
