@@ -42,6 +42,7 @@ func TestParseWrkDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{
 		"635.00us": 635 * time.Microsecond, "2.39ms": 2390 * time.Microsecond,
 		"1.50s": 1500 * time.Millisecond, "2.00m": 2 * time.Minute,
+		"4.18ms": 4180 * time.Microsecond, "16.58ms": 16580 * time.Microsecond,
 	} {
 		if got, err := parseWrkDuration(in); err != nil || got != want {
 			t.Errorf("parseWrkDuration(%q) = %v, %v; want %v", in, got, err, want)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -88,7 +89,8 @@ func parseWrkDuration(s string) (time.Duration, error) {
 			if err != nil {
 				return 0, fmt.Errorf("wrk: duration %q: %w", s, err)
 			}
-			return time.Duration(f * float64(u.unit)), nil
+			// Rounded: 4.18 ms is 4179999.99… ns in floating point.
+			return time.Duration(math.Round(f * float64(u.unit))), nil
 		}
 	}
 	return 0, fmt.Errorf("wrk: duration %q has no unit", s)
