@@ -89,7 +89,7 @@ func newPortServer(handler http.Handler, tlsConfig *tls.Config, log *slog.Logger
 	protocols.SetUnencryptedHTTP2(true)
 	s.h2ln = newConnListener()
 	s.h2 = &http.Server{
-		Handler:     handler,
+		Handler:     http.HandlerFunc(s.serveH2),
 		Protocols:   protocols,
 		IdleTimeout: s.idleTimeout,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -102,6 +102,9 @@ func (s *portServer) serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.listener = ln
 	s.mu.Unlock()
+	// A client that stops reading the connection itself (not one stream)
+	// is dropped, as an HTTP/1 one is.
+	s.h2.HTTP2 = &http.HTTP2Config{WriteByteTimeout: s.writeTimeout}
 	h2done := make(chan struct{})
 	go func() {
 		defer close(h2done)
