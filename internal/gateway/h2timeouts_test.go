@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -23,6 +22,35 @@ func h2cClient(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// writeMuch writes 64 MiB, far more than any window or socket buffer
+// holds, and sends the first write error (or nil) to werr.
+func writeMuch(werr chan<- error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for range 1024 {
+			if _, err := w.Write(chunk); err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- nil
+	})
+}
+
+// expectWriteFailed waits for writeMuch's write to fail, as the 300ms
+// write timeout makes it.
+func expectWriteFailed(t *testing.T, werr <-chan error) {
+	t.Helper()
+	select {
+	case err := <-werr:
+		if err == nil {
+			t.Fatal("the handler wrote 64 MiB to a client that read nothing")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's write still blocked 5 s after the 300ms write timeout")
+	}
+}
+
 func shortStallTimeouts(s *portServer) {
 	s.bodyTimeout, s.writeTimeout = 300*time.Millisecond, 300*time.Millisecond
 }
@@ -32,17 +60,7 @@ func shortStallTimeouts(s *portServer) {
 // rest is closed, as over HTTP/1.
 func TestH2BodyTimeout(t *testing.T) {
 	checkLeaks(t)
-	upstreamDone := make(chan struct{}, 1)
-	up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
-		defer func() { upstreamDone <- struct{}{} }()
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		if _, err := io.Copy(io.Discard, req.Body); err == nil {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	up, upstreamDone := startBodyUpstream(t)
 	ts := startServer(t, relayTo(newTestTransport(t), up.addr), nil, shortStallTimeouts)
 	pr, pw := io.Pipe()
 	defer pw.Close()
@@ -108,29 +126,13 @@ func TestH2QuietStreamLasts(t *testing.T) {
 func TestH2WriteTimeout(t *testing.T) {
 	checkLeaks(t)
 	werr := make(chan error, 1)
-	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		chunk := make([]byte, 64<<10)
-		for range 1024 { // 64 MiB: far more than the client's window
-			if _, err := w.Write(chunk); err != nil {
-				werr <- err
-				return
-			}
-		}
-		werr <- nil
-	}), nil, shortStallTimeouts)
+	ts := startServer(t, writeMuch(werr), nil, shortStallTimeouts)
 	resp, err := h2cClient(t).Get("http://" + ts.addr + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close() // read nothing of it
-	select {
-	case err := <-werr:
-		if err == nil {
-			t.Fatal("the handler wrote 64 MiB to a client that read nothing")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the handler's write still blocked 5 s after the 300ms write timeout")
-	}
+	expectWriteFailed(t, werr)
 }
 
 // TestH2ConnectionWriteTimeout: a client that stops reading its connection
@@ -141,16 +143,7 @@ func TestH2WriteTimeout(t *testing.T) {
 func TestH2ConnectionWriteTimeout(t *testing.T) {
 	checkLeaks(t)
 	werr := make(chan error, 1)
-	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		chunk := make([]byte, 64<<10)
-		for range 1024 {
-			if _, err := w.Write(chunk); err != nil {
-				werr <- err
-				return
-			}
-		}
-		werr <- nil
-	}), nil, shortStallTimeouts)
+	ts := startServer(t, writeMuch(werr), nil, shortStallTimeouts)
 	c, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -167,12 +160,5 @@ func TestH2ConnectionWriteTimeout(t *testing.T) {
 	}
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: head.Bytes(), EndStream: true, EndHeaders: true})
 	// From here on nothing is read.
-	select {
-	case err := <-werr:
-		if err == nil {
-			t.Fatal("the handler wrote 64 MiB to a client that read nothing")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the handler's write still blocked 5 s after the 300ms write timeout")
-	}
+	expectWriteFailed(t, werr)
 }

@@ -239,6 +239,23 @@ func TestPerTryTimeoutCoversBody(t *testing.T) {
 	}
 }
 
+// startBodyUpstream answers ok once it has read a whole request body; done
+// gets a value when a connection ends (the body read, or cut short).
+func startBodyUpstream(t *testing.T) (up *rawUpstream, done chan struct{}) {
+	done = make(chan struct{}, 1)
+	up = startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		defer func() { done <- struct{}{} }()
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, req.Body); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	return up, done
+}
+
 // TestRelayBodyTimeout: a client that stalls in its request body gets 408
 // after the body timeout, with its connection closed, and the upstream
 // connection that waited for the rest of the body is closed too, for a
@@ -247,17 +264,7 @@ func TestPerTryTimeoutCoversBody(t *testing.T) {
 func TestRelayBodyTimeout(t *testing.T) {
 	checkLeaks(t)
 	for _, size := range []int{1 << 10, 1 << 20} {
-		upstreamDone := make(chan struct{}, 1)
-		up := startRawUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
-			defer func() { upstreamDone <- struct{}{} }()
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			if _, err := io.Copy(io.Discard, req.Body); err == nil {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}
-		})
+		up, upstreamDone := startBodyUpstream(t)
 		ts := startServer(t, relayTo(newTestTransport(t), up.addr), nil, func(s *portServer) { s.bodyTimeout = 300 * time.Millisecond })
 		c, br := dialRaw(t, ts.addr)
 		write(t, c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", size, strings.Repeat("x", size/2)))
