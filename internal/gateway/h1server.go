@@ -103,8 +103,10 @@ func (s *portServer) serve(ln net.Listener) error {
 	s.listener = ln
 	s.mu.Unlock()
 	// A client that stops reading the connection itself (not one stream)
-	// is dropped, as an HTTP/1 one is.
-	s.h2.HTTP2 = &http.HTTP2Config{WriteByteTimeout: s.writeTimeout}
+	// is dropped, as an HTTP/1 one is. Before the streams' write timeout:
+	// net/http leaves a connection open for good when a stream's deadline
+	// resets it while a connection write is blocked.
+	s.h2.HTTP2 = &http.HTTP2Config{WriteByteTimeout: s.writeTimeout / 2}
 	h2done := make(chan struct{})
 	go func() {
 		defer close(h2done)

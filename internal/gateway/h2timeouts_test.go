@@ -137,9 +137,10 @@ func TestH2WriteTimeout(t *testing.T) {
 
 // TestH2ConnectionWriteTimeout: a client that stops reading its connection
 // altogether (its windows wide open, so the stream's flow control never
-// stops the answer) fails the handler's write after the write timeout:
-// without the connection's write timeout it would wait for ever, the
-// stream's reset queued behind the blocked connection write.
+// stops the answer) is dropped, and the handler's write fails. Without the
+// connection's write timeout the write would wait for ever, the stream's
+// reset queued behind the blocked connection write; with it firing after
+// the stream's, the connection would stay open.
 func TestH2ConnectionWriteTimeout(t *testing.T) {
 	checkLeaks(t)
 	werr := make(chan error, 1)
@@ -161,4 +162,11 @@ func TestH2ConnectionWriteTimeout(t *testing.T) {
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: head.Bytes(), EndStream: true, EndHeaders: true})
 	// From here on nothing is read.
 	expectWriteFailed(t, werr)
+	// The connection is closed: what the server had sent ends. (Read only
+	// now: reading sooner would let its writes go on.)
+	time.Sleep(time.Second)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); isTimeout(err) {
+		t.Error("the connection is still open 5 s after the write timeout")
+	}
 }
