@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
-	"sync/atomic"
 )
 
 // DefaultPercent is the GC percentage below which the floor never goes:
@@ -25,10 +24,11 @@ const DefaultPercent = 100
 // Floor holds the heap goal at or above a size while it runs.
 type Floor struct {
 	bytes   uint64
-	stopped atomic.Bool
-	mu      sync.Mutex // serialises adjust with Stop
-	percent int        // the percentage last set
 	samples []metrics.Sample
+
+	mu      sync.Mutex // serialises adjust with Stop
+	stopped bool
+	percent int // the percentage last set
 }
 
 // sentinel is allocated unreachable after each collection: its cleanup runs
@@ -55,21 +55,20 @@ func Start(bytes uint64) *Floor {
 
 func (f *Floor) arm() {
 	runtime.AddCleanup(&sentinel{}, func(f *Floor) {
-		if f.stopped.Load() {
-			return
+		if f.adjust() {
+			f.arm()
 		}
-		f.adjust()
-		f.arm()
 	}, f)
 }
 
 // adjust sets the percentage for the collection after the one that just
-// ended. Go's goal is live + (live + stacks + globals) × percent / 100.
-func (f *Floor) adjust() {
+// ended; false once stopped. Go's goal is live + (live + stacks + globals)
+// × percent / 100.
+func (f *Floor) adjust() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.stopped.Load() {
-		return
+	if f.stopped {
+		return false
 	}
 	metrics.Read(f.samples)
 	live := f.samples[0].Value.Uint64()
@@ -79,6 +78,7 @@ func (f *Floor) adjust() {
 		debug.SetGCPercent(percent)
 		f.percent = percent
 	}
+	return true
 }
 
 // Percent is the GC percentage that makes the heap goal floor for a live
@@ -106,8 +106,9 @@ const heapMinimum = 4 << 20
 func (f *Floor) Stop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.stopped.Swap(true) {
+	if f.stopped {
 		return
 	}
+	f.stopped = true
 	debug.SetGCPercent(DefaultPercent)
 }
