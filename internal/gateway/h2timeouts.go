@@ -22,12 +22,10 @@ func (s *portServer) serveH2(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	var body *h2Body
 	if r.Body != nil && r.Body != http.NoBody {
-		body = &h2Body{rc: r.Body}
-		body.watch.init(s.bodyTimeout, func() { rc.SetReadDeadline(aLongTimeAgo) })
+		body = &h2Body{rc: r.Body, watch: stallWatch{timeout: s.bodyTimeout, expire: func() { rc.SetReadDeadline(aLongTimeAgo) }}}
 		r.Body = body
 	}
-	hw := &h2Writer{ResponseWriter: w}
-	hw.watch.init(s.writeTimeout, func() { rc.SetWriteDeadline(aLongTimeAgo) })
+	hw := &h2Writer{ResponseWriter: w, rc: rc, watch: stallWatch{timeout: s.writeTimeout, expire: func() { rc.SetWriteDeadline(aLongTimeAgo) }}}
 	defer func() {
 		hw.watch.stop()
 		if body != nil {
@@ -61,6 +59,7 @@ func (b *h2Body) Close() error { return b.rc.Close() }
 // resets the stream.
 type h2Writer struct {
 	http.ResponseWriter
+	rc    *http.ResponseController // the stream's own, for flushes
 	watch stallWatch
 }
 
@@ -73,7 +72,7 @@ func (w *h2Writer) Write(p []byte) (int, error) {
 func (w *h2Writer) FlushError() error {
 	w.watch.begin()
 	defer w.watch.end()
-	return http.NewResponseController(w.ResponseWriter).Flush()
+	return w.rc.Flush()
 }
 
 // Unwrap lets http.ResponseController reach the stream's own writer.
@@ -93,10 +92,6 @@ type stallWatch struct {
 	mu      sync.Mutex
 	timer   *time.Timer // made at the first begin
 	stopped bool
-}
-
-func (w *stallWatch) init(timeout time.Duration, expire func()) {
-	w.timeout, w.expire = timeout, expire
 }
 
 func (w *stallWatch) begin() {
