@@ -54,14 +54,7 @@ func TestBinary(t *testing.T) {
 		<-done
 	})
 
-	e.waitFor("the binary ready", 20*time.Second, func() (bool, string) {
-		resp, err := http.Get("http://" + admin + "/ready")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
+	waitOK(e, "the binary ready", "http://"+admin+"/ready")
 	e.waitFor("a request through the binary", 10*time.Second, func() (bool, string) {
 		r, err := e.do("GET", "/hello", "", nil, "")
 		return err == nil && r.echo != nil && r.echo.Upstream == "echo-a", fmt.Sprint(r.status, err)
@@ -84,14 +77,7 @@ func TestBinary(t *testing.T) {
 		cmd2.Process.Kill()
 		cmd2.Wait()
 	}()
-	e.waitFor("the GOGC=100 gateway's admin server", 20*time.Second, func() (bool, string) {
-		resp, err := http.Get("http://" + admin2 + "/stats")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
+	waitOK(e, "the GOGC=100 gateway's admin server", "http://"+admin2+"/stats")
 	if gogc, _ := gcPace(t, admin2); gogc != 100 {
 		t.Errorf("with GOGC=100: go_gc_gogc_percent %v, want 100", gogc)
 	}
@@ -120,6 +106,19 @@ func TestBinary(t *testing.T) {
 			t.Errorf("the access log has no %s:\n%s", want, access.String())
 		}
 	}
+}
+
+// waitOK waits up to 20 s for url to answer 200.
+func waitOK(e *env, what, url string) {
+	e.t.Helper()
+	e.waitFor(what, 20*time.Second, func() (bool, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
 }
 
 // withoutGOGC is the test's environment without a GOGC of its own.
